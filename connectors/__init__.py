@@ -1,0 +1,1 @@
+"""One module per channel: pure parse/render functions plus a small I/O client each."""

@@ -1,0 +1,1 @@
+"""Ticket lifecycle, assignment, SLA clocks and metrics, as functions over a session."""

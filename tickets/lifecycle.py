@@ -1,0 +1,337 @@
+"""Ticket lifecycle: status, priority, assignee, team, tags, notes, replies, merge and snooze.
+
+Every change is a ``ticket_event`` row (who, what, when) via ``inbox.audit.log``, so reports and the audit trail
+can be rebuilt. Functions flush, never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from inbox import audit, events
+from inbox.db import utcnow
+from inbox.errors import InvalidChange, NotFound
+from inbox.ingest import message_payload
+from inbox.models import PRIORITIES, STATUSES, Identity, Message, Tag, Team, Ticket, TicketTag, User
+
+MENTION = re.compile(r"@([\w.+-]+@[\w-]+\.[\w.-]+|[\w.-]+)")
+
+
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound(f"no ticket #{ticket_id}")
+    return ticket
+
+
+def set_status(session: Session, ticket: Ticket, status: str, *, by: int | None = None) -> Ticket:
+    if status not in STATUSES:
+        raise InvalidChange(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    old = ticket.status
+    if old == status:
+        return ticket
+    now = utcnow()
+    ticket.status = status
+    ticket.updated_at = now
+    if status == "solved":
+        ticket.solved_at = now
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.solved_at = ticket.solved_at or now
+    elif old in ("solved", "closed"):
+        ticket.solved_at = None
+        ticket.closed_at = None
+        ticket.reopened_at = now
+    if status != "snoozed":
+        ticket.snoozed_until = None
+    audit.log(
+        session,
+        ticket,
+        "status",
+        actor_id=by,
+        data={"from": old, "to": status},
+        live_event=events.TICKET_STATUS_CHANGED,
+    )
+    return ticket
+
+
+def snooze(session: Session, ticket: Ticket, until: dt.datetime, *, by: int | None = None) -> Ticket:
+    if until.tzinfo is None:
+        raise InvalidChange("snooze time must carry a time zone")
+    if until <= utcnow():
+        raise InvalidChange("snooze time must be in the future")
+    old = ticket.status
+    ticket.status = "snoozed"
+    ticket.snoozed_until = until
+    ticket.updated_at = utcnow()
+    audit.log(
+        session,
+        ticket,
+        "snoozed",
+        actor_id=by,
+        data={"from": old, "until": until.isoformat()},
+        live_event=events.TICKET_STATUS_CHANGED,
+    )
+    return ticket
+
+
+def wake_snoozed(session: Session, now: dt.datetime | None = None) -> list[int]:
+    """Reopen snoozed tickets whose time has come; returns their ids."""
+    now = now or utcnow()
+    due = list(session.scalars(select(Ticket).where(Ticket.status == "snoozed", Ticket.snoozed_until <= now)))
+    for ticket in due:
+        ticket.status = "open"
+        ticket.snoozed_until = None
+        ticket.updated_at = now
+        audit.log(
+            session,
+            ticket,
+            "status",
+            data={"from": "snoozed", "to": "open", "why": "snooze ended"},
+            live_event=events.TICKET_STATUS_CHANGED,
+        )
+    return [t.id for t in due]
+
+
+def close_solved(session: Session, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[int]:
+    """Close tickets solved longer ago than ``older_than``; a later customer message then opens a new ticket."""
+    now = now or utcnow()
+    due = list(session.scalars(select(Ticket).where(Ticket.status == "solved", Ticket.solved_at <= now - older_than)))
+    for ticket in due:
+        set_status(session, ticket, "closed")
+    return [t.id for t in due]
+
+
+def set_priority(session: Session, ticket: Ticket, priority: str, *, by: int | None = None) -> Ticket:
+    if priority not in PRIORITIES:
+        raise InvalidChange(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+    if ticket.priority != priority:
+        old, ticket.priority, ticket.updated_at = ticket.priority, priority, utcnow()
+        audit.log(session, ticket, "priority", actor_id=by, data={"from": old, "to": priority})
+    return ticket
+
+
+def assign(session: Session, ticket: Ticket, agent_id: int | None, *, by: int | None = None) -> Ticket:
+    if agent_id is not None:
+        agent = session.get(User, agent_id)
+        if agent is None or not agent.is_active:
+            raise NotFound(f"no active user {agent_id}")
+    if ticket.assignee_id != agent_id:
+        old, ticket.assignee_id, ticket.updated_at = ticket.assignee_id, agent_id, utcnow()
+        if ticket.status == "new" and agent_id is not None:
+            ticket.status = "open"
+        audit.log(
+            session,
+            ticket,
+            "assignee",
+            actor_id=by,
+            data={"from": old, "to": agent_id},
+            live_event=events.TICKET_ASSIGNED,
+        )
+        if agent_id is not None:
+            events.record(session, events.TICKET_ASSIGNED, f"agent:{agent_id}", audit.ticket_payload(ticket))
+    return ticket
+
+
+def set_team(session: Session, ticket: Ticket, team_id: int | None, *, by: int | None = None) -> Ticket:
+    if team_id is not None and session.get(Team, team_id) is None:
+        raise NotFound(f"no team {team_id}")
+    if ticket.team_id != team_id:
+        old, ticket.team_id, ticket.updated_at = ticket.team_id, team_id, utcnow()
+        audit.log(session, ticket, "team", actor_id=by, data={"from": old, "to": team_id})
+    return ticket
+
+
+def find_or_create_tag(session: Session, name: str) -> Tag:
+    name = name.strip().lower()
+    if not name:
+        raise InvalidChange("a tag needs a name")
+    tag = session.scalar(select(Tag).where(Tag.name == name))
+    if tag is None:
+        tag = Tag(name=name)
+        session.add(tag)
+        session.flush()
+    return tag
+
+
+def add_tag(session: Session, ticket: Ticket, name: str, *, by: int | None = None) -> Ticket:
+    tag = find_or_create_tag(session, name)
+    if tag not in ticket.tags:
+        ticket.tags.append(tag)
+        ticket.updated_at = utcnow()
+        audit.log(session, ticket, "tag_added", actor_id=by, data={"tag": tag.name})
+    return ticket
+
+
+def remove_tag(session: Session, ticket: Ticket, name: str, *, by: int | None = None) -> Ticket:
+    tag = session.scalar(select(Tag).where(Tag.name == name.strip().lower()))
+    if tag is not None and tag in ticket.tags:
+        ticket.tags.remove(tag)
+        ticket.updated_at = utcnow()
+        audit.log(session, ticket, "tag_removed", actor_id=by, data={"tag": tag.name})
+    return ticket
+
+
+def add_note(session: Session, ticket: Ticket, text: str, *, by: int) -> Message:
+    """An internal note: visible to agents, never sent, and no SLA clock moves. @mentions notify users."""
+    if not text.strip():
+        raise InvalidChange("a note needs text")
+    note = Message(
+        ticket_id=ticket.id,
+        inbox_id=ticket.inbox_id,
+        contact_id=ticket.contact_id,
+        author_id=by,
+        direction="note",
+        channel=ticket.channel,
+        body_text=text,
+        thread_reason="internal note",
+    )
+    session.add(note)
+    ticket.updated_at = utcnow()
+    session.flush()
+    mentioned = _mentioned_users(session, text)
+    audit.log(session, ticket, "note", actor_id=by, data={"message_id": note.id, "mentions": [u.id for u in mentioned]})
+    for user in mentioned:
+        events.record(
+            session, "mention.created", f"agent:{user.id}", {"ticket_id": ticket.id, "message_id": note.id, "by": by}
+        )
+    events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", message_payload(note))
+    return note
+
+
+def _mentioned_users(session: Session, text: str) -> list[User]:
+    names = {m.group(1).lower() for m in MENTION.finditer(text)}
+    if not names:
+        return []
+    users = session.scalars(select(User).where(User.is_active.is_(True)))
+    return [u for u in users if u.email.lower() in names or u.email.split("@")[0].lower() in names]
+
+
+def reply(
+    session: Session,
+    ticket: Ticket,
+    text: str,
+    *,
+    by: int | None,
+    html: str | None = None,
+    identity_id: int | None = None,
+    new_status: str | None = None,
+    mail_domain: str = "helpline.local",
+) -> Message:
+    """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job."""
+    if not text.strip():
+        raise InvalidChange("a reply needs text")
+    identity = session.get(Identity, identity_id) if identity_id is not None else _reply_identity(session, ticket)
+    if identity is None or not _on_ticket(session, ticket, identity.contact_id):
+        raise InvalidChange("the reply's recipient is not a contact of this ticket")
+    now = utcnow()
+    message = Message(
+        ticket_id=ticket.id,
+        inbox_id=ticket.inbox_id,
+        contact_id=ticket.contact_id,
+        identity_id=identity.id,
+        author_id=by,
+        direction="outbound",
+        channel=identity.channel,
+        body_text=text,
+        body_html=html,
+        subject=ticket.subject,
+        created_at=now,
+        delivery_state="queued",
+        thread_reason="agent reply",
+        next_attempt_at=now,
+    )
+    session.add(message)
+    session.flush()
+    # A stable Message-ID chosen before sending, so a retry never forks the email thread.
+    message.message_id_header = f"<ticket-{ticket.id}.{message.id}.{secrets.token_hex(4)}@{mail_domain}>"
+    message.external_id = f"out:{message.id}"
+    ticket.message_count = (ticket.message_count or 0) + 1
+    ticket.last_activity_at = now
+    ticket.updated_at = now
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.waiting_since = None
+    if new_status is None and ticket.status == "new":
+        new_status = "open"
+    if new_status is not None:
+        set_status(session, ticket, new_status, by=by)
+    audit.log(session, ticket, "reply", actor_id=by, data={"message_id": message.id, "channel": identity.channel})
+    events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", message_payload(message))
+    return message
+
+
+def _on_ticket(session: Session, ticket: Ticket, contact_id: int) -> bool:
+    if ticket.contact_id == contact_id:
+        return True
+    found = session.scalar(
+        select(Message.id).where(Message.ticket_id == ticket.id, Message.contact_id == contact_id).limit(1)
+    )
+    return found is not None
+
+
+def _reply_identity(session: Session, ticket: Ticket) -> Identity | None:
+    """Answer on the channel of the customer's latest message in this ticket."""
+    identity_id = session.scalar(
+        select(Message.identity_id)
+        .where(Message.ticket_id == ticket.id, Message.direction == "inbound", Message.identity_id.is_not(None))
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    return session.get(Identity, identity_id) if identity_id is not None else None
+
+
+def merge_tickets(session: Session, source: Ticket, target: Ticket, *, by: int | None = None) -> Ticket:
+    """Move every message of ``source`` into ``target``; ``source`` is closed and points at ``target``."""
+    if source.id == target.id:
+        raise InvalidChange("cannot merge a ticket into itself")
+    if target.merged_into_id is not None:
+        raise InvalidChange(f"ticket #{target.id} was itself merged into #{target.merged_into_id}")
+    moved = session.execute(update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id))
+    for obj in list(session.identity_map.values()):  # cached relationships don't follow bulk UPDATEs
+        if isinstance(obj, Message) and obj.ticket_id == target.id:
+            session.expire(obj, ["ticket"])
+    count = session.scalar(select(func.count()).select_from(Message).where(Message.ticket_id == target.id)) or 0
+    target.message_count = count
+    for name in (t.name for t in list(source.tags)):
+        add_tag(session, target, name, by=by)
+    for field in ("first_inbound_at", "first_response_at"):
+        values = [v for v in (getattr(source, field), getattr(target, field)) if v is not None]
+        setattr(target, field, min(values) if values else None)
+    waits = [v for v in (source.waiting_since, target.waiting_since) if v is not None]
+    target.waiting_since = min(waits) if waits else None
+    target.last_activity_at = max(source.last_activity_at, target.last_activity_at)
+    target.updated_at = utcnow()
+    if target.status in ("solved", "closed") and source.status not in ("solved", "closed"):
+        set_status(session, target, "open", by=by)
+    source.merged_into_id = target.id
+    source.message_count = 0
+    set_status(session, source, "closed", by=by)
+    audit.log(session, source, "merged_into", actor_id=by, data={"into": target.id}, live_event=events.TICKET_MERGED)
+    audit.log(
+        session,
+        target,
+        "merged_from",
+        actor_id=by,
+        data={"from": source.id, "messages": moved.rowcount},
+        live_event=events.TICKET_MERGED,
+    )
+    return target
+
+
+def ticket_tags(session: Session, ticket_ids: Sequence[int]) -> dict[int, list[str]]:
+    rows = session.execute(
+        select(TicketTag.ticket_id, Tag.name)
+        .join(Tag, Tag.id == TicketTag.tag_id)
+        .where(TicketTag.ticket_id.in_(ticket_ids))
+    )
+    out: dict[int, list[str]] = {}
+    for ticket_id, name in rows:
+        out.setdefault(ticket_id, []).append(name)
+    return out
