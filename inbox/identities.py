@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from inbox import events
 from inbox.errors import InvalidChange
@@ -25,7 +25,9 @@ def normalise_handle(channel: str, handle: str) -> str:
 
 def find_identity(session: Session, channel: str, handle: str) -> Identity | None:
     return session.scalar(
-        select(Identity).where(Identity.channel == channel, Identity.handle == normalise_handle(channel, handle))
+        select(Identity)
+        .options(joinedload(Identity.contact))  # every caller needs the contact: one query, not two
+        .where(Identity.channel == channel, Identity.handle == normalise_handle(channel, handle))
     )
 
 

@@ -123,9 +123,10 @@ def ingest(session: Session, inbox_id: int, inbound: Inbound) -> Message | None:
         # the insert, so the savepoint (two extra statements per message) buys nothing there.
         message, ticket, created = _store(session, inbox, inbound)
     else:
-        message, ticket, created = _store_guarded(session, inbox, inbound)
-    if message is None:
-        return None
+        stored = _store_guarded(session, inbox, inbound)
+        if stored is None:
+            return None  # another process stored it first
+        message, ticket, created = stored
     if created:
         audit.log(session, ticket, "created", data={"reason": message.thread_reason}, live_event=events.TICKET_CREATED)
     payload = message_payload(message)
@@ -134,13 +135,13 @@ def ingest(session: Session, inbox_id: int, inbound: Inbound) -> Message | None:
     return message
 
 
-def _store_guarded(session: Session, inbox: Inbox, inbound: Inbound) -> tuple[Message | None, Ticket, bool]:
+def _store_guarded(session: Session, inbox: Inbox, inbound: Inbound) -> tuple[Message, Ticket, bool] | None:
     try:
         with session.begin_nested():  # a lost race on the unique key undoes the contact and ticket too
             return _store(session, inbox, inbound)
     except IntegrityError:
         if find_message(session, inbox.id, inbound.external_id) is not None:
-            return None, None, False  # type: ignore[return-value]  # another process stored it first
+            return None
         raise
 
 

@@ -57,13 +57,13 @@ def _by_message_id(session: Session, inbox_id: int, message_id: str) -> Ticket |
         ticket = session.get(Ticket, int(match.group(1)))
         if ticket is not None and ticket.inbox_id == inbox_id:
             return ticket
-    ticket_id = session.scalar(
-        select(Message.ticket_id)
+    return session.scalar(
+        select(Ticket)
+        .join(Message, Message.ticket_id == Ticket.id)
         .where(Message.inbox_id == inbox_id, Message.message_id_header == message_id)
         .order_by(Message.id)
         .limit(1)
     )
-    return session.get(Ticket, ticket_id) if ticket_id is not None else None
 
 
 def _contact_on_ticket(session: Session, ticket: Ticket, contact: Contact) -> bool:
@@ -91,17 +91,16 @@ def route(
             return _usable(session, ticket, f"{'in-reply-to' if i == 0 else 'references'} {ref}")
     if message_id:
         # A reply that arrived before its parent: the parent joins the reply's ticket.
-        child_ticket_id = session.scalar(
-            select(Message.ticket_id)
+        child_ticket = session.scalar(
+            select(Ticket)
+            .join(Message, Message.ticket_id == Ticket.id)
             .join(MessageRef, MessageRef.message_id == Message.id)
             .where(MessageRef.ref == message_id, Message.inbox_id == inbox.id)
             .order_by(Message.id)
             .limit(1)
         )
-        if child_ticket_id is not None:
-            child_ticket = session.get(Ticket, child_ticket_id)
-            if child_ticket is not None:
-                return _usable(session, child_ticket, f"parent of a stored reply ({message_id})")
+        if child_ticket is not None:
+            return _usable(session, child_ticket, f"parent of a stored reply ({message_id})")
     if contact.id is None:
         return Route(None, "new ticket")  # a first-time sender has no tickets of their own yet
     if ticket_token is not None:

@@ -293,7 +293,8 @@ def merge_tickets(session: Session, source: Ticket, target: Ticket, *, by: int |
         raise InvalidChange("cannot merge a ticket into itself")
     if target.merged_into_id is not None:
         raise InvalidChange(f"ticket #{target.id} was itself merged into #{target.merged_into_id}")
-    moved = session.execute(update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id))
+    moved = session.scalar(select(func.count()).select_from(Message).where(Message.ticket_id == source.id)) or 0
+    session.execute(update(Message).where(Message.ticket_id == source.id).values(ticket_id=target.id))
     for obj in list(session.identity_map.values()):  # cached relationships don't follow bulk UPDATEs
         if isinstance(obj, Message) and obj.ticket_id == target.id:
             session.expire(obj, ["ticket"])
@@ -319,7 +320,7 @@ def merge_tickets(session: Session, source: Ticket, target: Ticket, *, by: int |
         target,
         "merged_from",
         actor_id=by,
-        data={"from": source.id, "messages": moved.rowcount},
+        data={"from": source.id, "messages": moved},
         live_event=events.TICKET_MERGED,
     )
     return target
