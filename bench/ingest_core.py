@@ -2,7 +2,8 @@
 
 Runs on SQLite (a fresh file) and, when reachable, PostgreSQL (a throwaway database). The mix is what a real
 inbox sees: new email threads, replies that thread by In-Reply-To (~40%), returning customers, and chat messages.
-One transaction per batch of 100, as the mail sync commits per fetch batch.
+One transaction per batch of 100, as the mail sync commits per fetch batch; SQLite is measured both one message
+at a time (``ingest``) and per batch (``ingest_many``), in the same run.
 
     python bench/ingest_core.py [--n 10000] [--batch 100] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inbox import Inbound, ingest  # noqa: E402
+from inbox import Inbound, ingest, ingest_many  # noqa: E402
 from inbox.config import Settings  # noqa: E402
 from inbox.migrate import upgrade  # noqa: E402
 from inbox.models import Inbox  # noqa: E402
@@ -37,24 +38,51 @@ def synthetic(n: int, seed: int = 7) -> list[tuple[str, Inbound]]:
         roll = rng.random()
         text = f"Hello, question number {i} about order #{rng.randint(1000, 9999)}. " * rng.randint(1, 6)
         if roll < 0.15:
-            out.append(("chat", Inbound(channel="telegram", external_id=f"tg-{i}", handle=str(rng.randint(1, 800)),
-                                        display_name="Chat user", text=text, sent_at=now)))
+            out.append(
+                (
+                    "chat",
+                    Inbound(
+                        channel="telegram",
+                        external_id=f"tg-{i}",
+                        handle=str(rng.randint(1, 800)),
+                        display_name="Chat user",
+                        text=text,
+                        sent_at=now,
+                    ),
+                )
+            )
             continue
         mid = f"<bench-{i}@example.com>"
         if roots and roll < 0.55:
             parent, sender = rng.choice(roots)
-            inbound = Inbound(channel="email", external_id=mid, handle=sender, text=text, subject="Re: question",
-                              message_id=mid, references=(parent,), sent_at=now)
+            inbound = Inbound(
+                channel="email",
+                external_id=mid,
+                handle=sender,
+                text=text,
+                subject="Re: question",
+                message_id=mid,
+                references=(parent,),
+                sent_at=now,
+            )
         else:
             sender = f"customer{rng.randint(1, n // 4 + 1)}@example.com"
-            inbound = Inbound(channel="email", external_id=mid, handle=sender, display_name="Customer",
-                              text=text, subject=f"Question {i}", message_id=mid, sent_at=now)
+            inbound = Inbound(
+                channel="email",
+                external_id=mid,
+                handle=sender,
+                display_name="Customer",
+                text=text,
+                subject=f"Question {i}",
+                message_id=mid,
+                sent_at=now,
+            )
         roots.append((mid, sender))
         out.append(("mail", inbound))
     return out
 
 
-def run(url: str, data_dir: Path, n: int, batch: int) -> float:
+def run(url: str, data_dir: Path, n: int, batch: int, *, batched: bool = True) -> float:
     upgrade(url)
     storage = Storage.from_settings(Settings(data_dir=data_dir, database_url=url, secret_key="bench"))
     with storage.factory.begin() as s:
@@ -66,9 +94,14 @@ def run(url: str, data_dir: Path, n: int, batch: int) -> float:
     messages = synthetic(n)
     start = time.perf_counter()
     for offset in range(0, n, batch):
+        chunk = messages[offset : offset + batch]
         with storage.factory.begin() as s:
-            for kind, inbound in messages[offset : offset + batch]:
-                ingest(s, ids[kind], inbound)
+            if batched:  # as the mail sync does: one ingest_many call per inbox and fetch batch
+                for kind in ("mail", "chat"):
+                    ingest_many(s, ids[kind], [m for k, m in chunk if k == kind])
+            else:
+                for kind, inbound in chunk:
+                    ingest(s, ids[kind], inbound)
     elapsed = time.perf_counter() - start
     storage.dispose()
     return n / elapsed
@@ -80,11 +113,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = ap.parse_args()
-    print(f"# ingest_core: N={args.n}, batch={args.batch}, {platform.machine()}, Python {platform.python_version()}, "
-          f"{dt.date.today()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        rate = run(f"sqlite:///{tmp}/bench.db", Path(tmp), args.n, args.batch)
-        print(f"SQLite:     {rate:8.0f} messages/s")
+    print(
+        f"# ingest_core: N={args.n}, batch={args.batch}, {platform.machine()}, Python {platform.python_version()}, "
+        f"{dt.date.today()}"
+    )
+    for batched in (False, True):
+        label = "ingest_many per batch" if batched else "ingest one by one   "
+        with tempfile.TemporaryDirectory() as tmp:
+            rate = run(f"sqlite:///{tmp}/bench.db", Path(tmp), args.n, args.batch, batched=batched)
+            print(f"SQLite,     {label}: {rate:8.0f} messages/s")
     try:
         import psycopg
 
@@ -95,7 +132,7 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 rate = run(f"{base}/{name}", Path(tmp), args.n, args.batch)
-                print(f"PostgreSQL: {rate:8.0f} messages/s")
+                print(f"PostgreSQL, ingest_many per batch: {rate:8.0f} messages/s")
         finally:
             with psycopg.connect(args.pg_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -68,6 +68,7 @@ def install(factory: sessionmaker[Session]) -> None:
     def _publish(session: Session) -> None:
         if session.in_nested_transaction():
             return  # a savepoint was released; the real commit comes later
+        session.info.pop("tx_cache", None)  # per-transaction lookups (ingest's inbox cache) end here
         for ev in session.info.pop("pending_events", []):
             publish(ev)
 
@@ -75,3 +76,4 @@ def install(factory: sessionmaker[Session]) -> None:
     def _drop(session: Session) -> None:
         if not session.in_nested_transaction():
             session.info.pop("pending_events", None)
+            session.info.pop("tx_cache", None)

@@ -31,6 +31,25 @@ def find_identity(session: Session, channel: str, handle: str) -> Identity | Non
     )
 
 
+def prefetch_identities(session: Session, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], Identity]:
+    """Load the identities of many (channel, handle) pairs at once, keyed by normalised pair."""
+    found: dict[tuple[str, str], Identity] = {}
+    by_channel: dict[str, list[str]] = {}
+    for channel, handle in pairs:
+        by_channel.setdefault(channel, []).append(normalise_handle(channel, handle))
+    for channel, handles in by_channel.items():
+        unique = sorted(set(handles))
+        for i in range(0, len(unique), 500):
+            rows = session.scalars(
+                select(Identity)
+                .options(joinedload(Identity.contact))
+                .where(Identity.channel == channel, Identity.handle.in_(unique[i : i + 500]))
+            )
+            for identity in rows:
+                found[(channel, identity.handle)] = identity
+    return found
+
+
 def resolve_identity(
     session: Session,
     channel: str,
@@ -39,6 +58,7 @@ def resolve_identity(
     attributes: Mapping[str, Any] | None = None,
     *,
     flush: bool = True,
+    known: dict[tuple[str, str], Identity] | None = None,
 ) -> Identity:
     """Return the identity for (channel, handle), creating it and its contact on first sight.
 
@@ -46,7 +66,10 @@ def resolve_identity(
     savepoint and it selects the winner's row (as chatwoot's contact builder does).
     """
     handle = normalise_handle(channel, handle)
-    identity = find_identity(session, channel, handle)
+    if known is not None:
+        identity = known.get((channel, handle))
+    else:
+        identity = find_identity(session, channel, handle)
     if identity is None and session.get_bind().dialect.name == "sqlite":
         # SQLite transactions hold the write lock from BEGIN IMMEDIATE: no race to guard against, and no flush
         # needed yet (the caller flushes contact, identity, ticket and message together).
@@ -55,19 +78,23 @@ def resolve_identity(
         session.add_all([contact, identity])
         if flush:
             session.flush()
+        if known is not None:
+            known[(channel, handle)] = identity
         return identity
     if identity is None:
+        session.flush()  # pending rows fail here, outside the savepoint that guards only this identity
         try:
             with session.begin_nested():
                 contact = Contact(name=display_name or handle, attributes=dict(attributes or {}))
                 identity = Identity(contact=contact, channel=channel, handle=handle, display_name=display_name)
                 session.add_all([contact, identity])
                 session.flush()
-            return identity
         except IntegrityError:
             identity = find_identity(session, channel, handle)
             if identity is None:
                 raise
+        if known is not None:
+            known[(channel, handle)] = identity
     if display_name and not identity.display_name:
         identity.display_name = display_name
     contact = identity.contact

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +20,9 @@ from inbox import audit, events
 from inbox.blobs import BlobStore
 from inbox.db import utcnow
 from inbox.errors import NotFound
-from inbox.identities import resolve_identity
-from inbox.models import Attachment, Inbox, Message, MessageRef, Ticket
-from inbox.routing import route
+from inbox.identities import prefetch_identities, resolve_identity
+from inbox.models import Attachment, Identity, Inbox, Message, MessageRef, Ticket
+from inbox.routing import Lookups, route
 
 log = logging.getLogger(__name__)
 
@@ -113,100 +113,169 @@ def _received_at(inbound: Inbound, now: dt.datetime) -> dt.datetime:
 
 def ingest(session: Session, inbox_id: int, inbound: Inbound) -> Message | None:
     """Store one inbound message. Returns None if it was already stored (webhooks and IMAP both redeliver)."""
-    if find_message(session, inbox_id, inbound.external_id) is not None:
-        return None
-    inbox = session.get(Inbox, inbox_id)
+    return ingest_many(session, inbox_id, [inbound])[0]
+
+
+def ingest_many(session: Session, inbox_id: int, inbounds: Sequence[Inbound]) -> list[Message | None]:
+    """Store a batch of inbound messages of one inbox, in order; None for each one already stored.
+
+    Same rules as one-by-one ``ingest``, with one query per question for the whole batch instead of several per
+    message, and one flush. A reply later in the batch finds a parent stored earlier in it.
+    """
+    # The identity map holds objects weakly: keep the inbox alive for the session instead of reloading it per call.
+    inboxes: dict[int, Inbox] = session.info.setdefault("tx_cache", {}).setdefault("inboxes", {})
+    inbox = inboxes.get(inbox_id) or session.get(Inbox, inbox_id)
     if inbox is None:
         raise NotFound(f"inbox {inbox_id} does not exist")
+    inboxes[inbox_id] = inbox
+    results: list[Message | None] = [None] * len(inbounds)
+    todo = _new_only(session, inbox_id, inbounds)
+    if not todo:
+        return results
     if session.get_bind().dialect.name == "sqlite":
         # Our SQLite transactions start with BEGIN IMMEDIATE: no other writer can run between the check above and
-        # the insert, so the savepoint (two extra statements per message) buys nothing there.
-        message, ticket, created = _store(session, inbox, inbound)
+        # the insert, so no savepoint is needed there.
+        stored = _store_batch(session, inbox, [inbounds[i] for i in todo])
     else:
-        stored = _store_guarded(session, inbox, inbound)
-        if stored is None:
-            return None  # another process stored it first
-        message, ticket, created = stored
-    if created:
-        audit.log(session, ticket, "created", data={"reason": message.thread_reason}, live_event=events.TICKET_CREATED)
-    payload = message_payload(message)
-    events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", payload)
-    events.record(session, events.MESSAGE_CREATED, f"inbox:{inbox_id}", payload)
-    return message
+        stored = _store_guarded(session, inbox, [inbounds[i] for i in todo])
+    for index, item in zip(todo, stored, strict=True):
+        if item is None:
+            continue
+        message, ticket, created = item
+        if created:
+            audit.log(
+                session, ticket, "created", data={"reason": message.thread_reason}, live_event=events.TICKET_CREATED
+            )
+        payload = message_payload(message)
+        events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", payload)
+        events.record(session, events.MESSAGE_CREATED, f"inbox:{inbox_id}", payload)
+        results[index] = message
+    return results
 
 
-def _store_guarded(session: Session, inbox: Inbox, inbound: Inbound) -> tuple[Message, Ticket, bool] | None:
+Stored = tuple[Message, Ticket, bool]
+
+
+def _new_only(session: Session, inbox_id: int, inbounds: Sequence[Inbound]) -> list[int]:
+    """Indexes of the inbounds not stored yet (and not repeated earlier in the batch)."""
+    ids = sorted({i.external_id for i in inbounds})
+    existing: set[str] = set()
+    for start in range(0, len(ids), 500):
+        existing.update(
+            session.scalars(
+                select(Message.external_id).where(
+                    Message.inbox_id == inbox_id, Message.external_id.in_(ids[start : start + 500])
+                )
+            )
+        )
+    todo: list[int] = []
+    for index, inbound in enumerate(inbounds):
+        if inbound.external_id not in existing:
+            existing.add(inbound.external_id)
+            todo.append(index)
+    return todo
+
+
+def _store_guarded(session: Session, inbox: Inbox, inbounds: list[Inbound]) -> list[Stored | None]:
+    """PostgreSQL: another process may store the same message meanwhile; the unique key decides, then we retry
+    one by one so that only the lost messages are skipped."""
     try:
-        with session.begin_nested():  # a lost race on the unique key undoes the contact and ticket too
-            return _store(session, inbox, inbound)
+        with session.begin_nested():  # a lost race undoes this batch's contacts and tickets too
+            return list(_store_batch(session, inbox, inbounds))
     except IntegrityError:
-        if find_message(session, inbox.id, inbound.external_id) is not None:
-            return None
+        if len(inbounds) > 1:
+            out: list[Stored | None] = []
+            for inbound in inbounds:
+                if find_message(session, inbox.id, inbound.external_id) is not None:
+                    out.append(None)
+                else:
+                    out.extend(_store_guarded(session, inbox, [inbound]))
+            return out
+        if find_message(session, inbox.id, inbounds[0].external_id) is not None:
+            return [None]  # another process stored it first
         raise
 
 
-def _store(session: Session, inbox: Inbox, inbound: Inbound) -> tuple[Message, Ticket, bool]:
+def _store_batch(session: Session, inbox: Inbox, inbounds: list[Inbound]) -> list[Stored | None]:
     now = utcnow()
-    at = _received_at(inbound, now)
-    # One flush at the end writes contact, identity, ticket, message and refs together: the lookups below must
-    # not each trigger an autoflush (that was half the time per message).
+    out: list[Stored | None] = []
+    # One flush at the end writes contacts, identities, tickets, messages and refs together: the lookups must not
+    # each trigger an autoflush (that was half the time per message).
     with session.no_autoflush:
-        identity = resolve_identity(
-            session, inbound.channel, inbound.handle, inbound.display_name, inbound.contact_attributes, flush=False
-        )
-        contact = identity.contact
-        decision = route(
-            session,
-            inbox,
-            contact,
-            channel=inbound.channel,
-            message_id=inbound.message_id,
-            references=inbound.references,
-            ticket_token=inbound.ticket_token,
-        )
-        created = decision.ticket is None
-        if decision.ticket is None:
-            ticket = Ticket(
-                inbox_id=inbox.id,
-                contact=contact,
-                channel=inbound.channel,
-                subject=(inbound.subject or inbound.text.strip().split("\n", 1)[0])[:500],
-                status="new",
-                team_id=inbox.team_id,
-                parent_id=decision.parent_id,
-                created_at=now,
-                updated_at=now,
-                last_activity_at=now,
-                message_count=0,
+        known = prefetch_identities(session, {(i.channel, i.handle) for i in inbounds})
+        identities = [
+            resolve_identity(
+                session, i.channel, i.handle, i.display_name, i.contact_attributes, flush=False, known=known
             )
-            session.add(ticket)
-        else:
-            ticket = decision.ticket
-        message = Message(
-            ticket=ticket,
+            for i in inbounds
+        ]
+        lookups = Lookups(session, inbox.id)
+        lookups.prefetch(
+            refs={r for i in inbounds for r in i.references},
+            message_ids={i.message_id for i in inbounds if i.message_id},
+            contacts=[ident.contact for ident in identities],
+        )
+        for inbound, identity in zip(inbounds, identities, strict=True):
+            out.append(_store_one(session, inbox, inbound, identity, lookups, now))
+    session.flush()  # ids exist from here on; the unique (inbox_id, external_id) check happens here
+    return out
+
+
+def _store_one(
+    session: Session, inbox: Inbox, inbound: Inbound, identity: Identity, lookups: Lookups, now: dt.datetime
+) -> Stored:
+    contact = identity.contact
+    decision = route(
+        lookups,
+        contact,
+        channel=inbound.channel,
+        message_id=inbound.message_id,
+        references=inbound.references,
+        ticket_token=inbound.ticket_token,
+    )
+    created = decision.ticket is None
+    if decision.ticket is None:
+        ticket = Ticket(
             inbox_id=inbox.id,
             contact=contact,
-            identity=identity,
-            direction="inbound",
             channel=inbound.channel,
-            external_id=inbound.external_id,
-            message_id_header=inbound.message_id,
-            subject=inbound.subject[:500],
-            body_text=inbound.text,
-            body_html=inbound.html,
-            sent_at=inbound.sent_at,
+            subject=(inbound.subject or inbound.text.strip().split("\n", 1)[0])[:500],
+            status="new",
+            team_id=inbox.team_id,
+            parent_id=decision.parent_id,
             created_at=now,
-            is_auto=inbound.is_auto,
-            thread_reason=decision.reason,
-            raw_sha256=inbound.raw_sha256,
-            meta=dict(inbound.meta),
+            updated_at=now,
+            last_activity_at=now,
+            message_count=0,
         )
-        session.add(message)
-        for ref in dict.fromkeys(inbound.references):
-            session.add(MessageRef(message=message, ref=ref[:500]))
-        store_attachments(session, message, inbound.attachments)
-        _update_ticket(session, ticket, inbound, at, now, created)
-    session.flush()  # ids exist from here on; the unique (inbox_id, external_id) check happens here
+        session.add(ticket)
+    else:
+        ticket = decision.ticket
+    message = Message(
+        ticket=ticket,
+        inbox_id=inbox.id,
+        contact=contact,
+        identity=identity,
+        direction="inbound",
+        channel=inbound.channel,
+        external_id=inbound.external_id,
+        message_id_header=inbound.message_id,
+        subject=inbound.subject[:500],
+        body_text=inbound.text,
+        body_html=inbound.html,
+        sent_at=inbound.sent_at,
+        created_at=now,
+        is_auto=inbound.is_auto,
+        thread_reason=decision.reason,
+        raw_sha256=inbound.raw_sha256,
+        meta=dict(inbound.meta),
+    )
+    session.add(message)
+    for ref in dict.fromkeys(inbound.references):
+        session.add(MessageRef(message=message, ref=ref[:500]))
+    store_attachments(session, message, inbound.attachments)
+    _update_ticket(session, ticket, inbound, _received_at(inbound, now), now, created)
+    lookups.remember(contact, ticket, inbound.message_id, inbound.references)
     return message, ticket, created
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from inbox.models import OPEN_STATUSES, Contact, Inbox, Message, MessageRef, Ticket
+from inbox.models import OPEN_STATUSES, Contact, Message, MessageRef, Ticket
 
 # Our own outgoing Message-IDs look like <ticket-123.abcdef@domain>: the ticket survives even if the
 # customer's client drops the rest of the chain.
@@ -51,22 +51,90 @@ def _usable(session: Session, ticket: Ticket, reason: str) -> Route:
     return Route(ticket, reason)
 
 
-def _by_message_id(session: Session, inbox_id: int, message_id: str) -> Ticket | None:
-    match = OWN_MESSAGE_ID.match(message_id)
-    if match:
-        ticket = session.get(Ticket, int(match.group(1)))
-        if ticket is not None and ticket.inbox_id == inbox_id:
-            return ticket
-    return session.scalar(
-        select(Ticket)
-        .join(Message, Message.ticket_id == Ticket.id)
-        .where(Message.inbox_id == inbox_id, Message.message_id_header == message_id)
-        .order_by(Message.id)
-        .limit(1)
-    )
+CHUNK = 500  # keeps IN (...) lists well under every database's parameter limit
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[i : i + CHUNK] for i in range(0, len(values), CHUNK)]
+
+
+class Lookups:
+    """What routing asks the database, prefetched for a batch of messages and kept current as the batch is stored.
+
+    One IN query per question for the whole batch replaces several queries per message; ``remember`` makes a
+    message stored earlier in the batch visible to the ones after it (a reply in the same IMAP fetch).
+    """
+
+    def __init__(self, session: Session, inbox_id: int) -> None:
+        self.session = session
+        self.inbox_id = inbox_id
+        self.by_message_id: dict[str, Ticket] = {}
+        self.by_child_ref: dict[str, Ticket] = {}
+        self.latest: dict[int, Ticket] = {}  # id(contact) -> the contact's newest ticket on this inbox
+        self._contacts: list[Contact] = []  # keeps the keys of ``latest`` alive
+
+    def prefetch(self, refs: set[str], message_ids: set[str], contacts: list[Contact]) -> None:
+        session = self.session
+        for chunk in _chunks(sorted(refs)):
+            rows = session.execute(
+                select(Message.message_id_header, Ticket)
+                .join(Ticket, Ticket.id == Message.ticket_id)
+                .where(Message.inbox_id == self.inbox_id, Message.message_id_header.in_(chunk))
+                .order_by(Message.id)
+            )
+            for header, ticket in rows:
+                if header:
+                    self.by_message_id.setdefault(header, ticket)
+        for chunk in _chunks(sorted(message_ids)):
+            rows = session.execute(
+                select(MessageRef.ref, Ticket)
+                .join(Message, Message.id == MessageRef.message_id)
+                .join(Ticket, Ticket.id == Message.ticket_id)
+                .where(MessageRef.ref.in_(chunk), Message.inbox_id == self.inbox_id)
+                .order_by(Message.id)
+            )
+            for ref, ticket in rows:
+                if ref:
+                    self.by_child_ref.setdefault(ref, ticket)
+        known = {c.id: c for c in contacts if c.id is not None}
+        ids = sorted(known)
+        for i in range(0, len(ids), CHUNK):
+            tickets = session.scalars(
+                select(Ticket)
+                .where(
+                    Ticket.contact_id.in_(ids[i : i + CHUNK]),
+                    Ticket.inbox_id == self.inbox_id,
+                    Ticket.merged_into_id.is_(None),
+                )
+                .order_by(Ticket.id.desc())
+            )
+            for ticket in tickets:
+                if id(known[ticket.contact_id]) not in self.latest:
+                    self.latest[id(known[ticket.contact_id])] = ticket
+        self._contacts.extend(contacts)
+
+    def ticket_for_message_id(self, message_id: str) -> Ticket | None:
+        match = OWN_MESSAGE_ID.match(message_id)
+        if match:
+            ticket = self.session.get(Ticket, int(match.group(1)))
+            if ticket is not None and ticket.inbox_id == self.inbox_id:
+                return ticket
+        return self.by_message_id.get(message_id)
+
+    def remember(self, contact: Contact, ticket: Ticket, message_id: str | None, references: tuple[str, ...]) -> None:
+        if message_id:
+            self.by_message_id.setdefault(message_id, ticket)
+        for ref in references:
+            self.by_child_ref.setdefault(ref, ticket)
+        self._contacts.append(contact)
+        current = self.latest.get(id(contact))
+        if current is None or current.id is None or (ticket.id is not None and ticket.id >= current.id):
+            self.latest[id(contact)] = ticket
 
 
 def _contact_on_ticket(session: Session, ticket: Ticket, contact: Contact) -> bool:
+    if contact.id is None:
+        return False  # first seen in this batch: on no stored ticket
     if ticket.contact_id == contact.id:
         return True
     return bool(
@@ -75,8 +143,7 @@ def _contact_on_ticket(session: Session, ticket: Ticket, contact: Contact) -> bo
 
 
 def route(
-    session: Session,
-    inbox: Inbox,
+    lookups: Lookups,
     contact: Contact,
     *,
     channel: str,
@@ -85,39 +152,23 @@ def route(
     ticket_token: int | None,
 ) -> Route:
     """Decide which ticket a message from ``contact`` joins."""
+    session = lookups.session
     for i, ref in enumerate(references):
-        ticket = _by_message_id(session, inbox.id, ref)
+        ticket = lookups.ticket_for_message_id(ref)
         if ticket is not None:
             return _usable(session, ticket, f"{'in-reply-to' if i == 0 else 'references'} {ref}")
-    if message_id:
+    if message_id and (child_ticket := lookups.by_child_ref.get(message_id)) is not None:
         # A reply that arrived before its parent: the parent joins the reply's ticket.
-        child_ticket = session.scalar(
-            select(Ticket)
-            .join(Message, Message.ticket_id == Ticket.id)
-            .join(MessageRef, MessageRef.message_id == Message.id)
-            .where(MessageRef.ref == message_id, Message.inbox_id == inbox.id)
-            .order_by(Message.id)
-            .limit(1)
-        )
-        if child_ticket is not None:
-            return _usable(session, child_ticket, f"parent of a stored reply ({message_id})")
-    if contact.id is None:
-        return Route(None, "new ticket")  # a first-time sender has no tickets of their own yet
+        return _usable(session, child_ticket, f"parent of a stored reply ({message_id})")
     if ticket_token is not None:
         ticket = session.get(Ticket, ticket_token)
-        if ticket is not None and ticket.inbox_id == inbox.id and _contact_on_ticket(session, ticket, contact):
+        if ticket is not None and ticket.inbox_id == lookups.inbox_id and _contact_on_ticket(session, ticket, contact):
             return _usable(session, ticket, f"ticket token #{ticket_token}")
-    if channel != "email":
-        ticket = session.scalar(
-            select(Ticket)
-            .where(Ticket.contact_id == contact.id, Ticket.inbox_id == inbox.id, Ticket.merged_into_id.is_(None))
-            .order_by(Ticket.id.desc())
-            .limit(1)
-        )
-        if ticket is not None:
-            if ticket.status in OPEN_STATUSES:
-                return Route(ticket, f"open chat ticket #{ticket.id}")
-            if ticket.status == "solved":
-                return Route(ticket, f"reopened solved ticket #{ticket.id}")
-            return Route(None, f"new ticket after closed #{ticket.id}", parent_id=ticket.id)
+    if channel != "email" and (ticket := lookups.latest.get(id(contact))) is not None:
+        ticket = follow_merges(session, ticket)
+        if ticket.status in OPEN_STATUSES:
+            return Route(ticket, "open chat ticket")  # the message sits in that ticket: no number needed
+        if ticket.status == "solved":
+            return Route(ticket, "reopened solved ticket")
+        return Route(None, f"new ticket after closed #{ticket.id}", parent_id=ticket.id)
     return Route(None, "new ticket")

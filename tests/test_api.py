@@ -40,9 +40,15 @@ def world(storage: Storage) -> dict[str, object]:
         lifecycle.assign(s, m1.ticket, red_agent.id)
         lifecycle.set_status(s, m2.ticket, "pending")
         return {
-            "red": create_token(s, red_agent), "blue": create_token(s, blue_agent), "admin": create_token(s, admin),
-            "red_ticket": m1.ticket_id, "red_ticket2": m2.ticket_id, "blue_ticket": m3.ticket_id,
-            "red_contact": m1.contact_id, "blue_contact": m3.contact_id, "red_box": red_box.id,
+            "red": create_token(s, red_agent),
+            "blue": create_token(s, blue_agent),
+            "admin": create_token(s, admin),
+            "red_ticket": m1.ticket_id,
+            "red_ticket2": m2.ticket_id,
+            "blue_ticket": m3.ticket_id,
+            "red_contact": m1.contact_id,
+            "blue_contact": m3.contact_id,
+            "red_box": red_box.id,
         }
 
 
@@ -65,22 +71,36 @@ def test_agents_list_only_their_teams_tickets(app: Flask, world: dict) -> None:
     admin = get(client, "/api/v1/tickets", world["admin"]).get_json()
     assert admin["total"] == 3
     first = red["tickets"][0]
-    assert set(first) >= {"id", "subject", "status", "priority", "channel", "inbox", "contact", "assignee",
-                          "message_count", "created_at", "updated_at"}
+    assert set(first) >= {
+        "id",
+        "subject",
+        "status",
+        "priority",
+        "channel",
+        "inbox",
+        "contact",
+        "assignee",
+        "message_count",
+        "created_at",
+        "updated_at",
+    }
 
 
 def test_filters_and_paging(app: Flask, world: dict) -> None:
     client = app.test_client()
     tok = world["admin"]
     assert [t["id"] for t in get(client, "/api/v1/tickets?status=pending", tok).get_json()["tickets"]] == [
-        world["red_ticket2"]]
+        world["red_ticket2"]
+    ]
     assert get(client, "/api/v1/tickets?inbox=Blue%20bot", tok).get_json()["total"] == 1
     assert get(client, f"/api/v1/tickets?inbox={world['red_box']}", tok).get_json()["total"] == 2
     assert get(client, "/api/v1/tickets?assignee=none", tok).get_json()["total"] == 2
     assert [t["id"] for t in get(client, "/api/v1/tickets?q=zipper", tok).get_json()["tickets"]] == [
-        world["red_ticket"]]
+        world["red_ticket"]
+    ]
     assert [t["id"] for t in get(client, "/api/v1/tickets?q=ann%20lee", tok).get_json()["tickets"]] == [
-        world["red_ticket"]]
+        world["red_ticket"]
+    ]
     page1 = get(client, "/api/v1/tickets?per_page=2", tok).get_json()
     page2 = get(client, "/api/v1/tickets?per_page=2&page=2", tok).get_json()
     assert len(page1["tickets"]) == 2 and page1["next_page"] == 2 and len(page2["tickets"]) == 1

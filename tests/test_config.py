@@ -22,8 +22,13 @@ def test_defaults_run_on_a_bare_machine(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_and_strict_booleans(tmp_path: Path) -> None:
-    env = {"HELPLINE_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": "redis://r:1/2",
-           "HELPLINE_POLL_INTERVAL": "30", "HELPLINE_SECURE_COOKIES": "yes"}
+    env = {
+        "HELPLINE_DATA_DIR": str(tmp_path),
+        "DATABASE_URL": "postgresql://u@h/db",
+        "REDIS_URL": "redis://r:1/2",
+        "HELPLINE_POLL_INTERVAL": "30",
+        "HELPLINE_SECURE_COOKIES": "yes",
+    }
     s = Settings.from_env(env)
     assert s.sqlalchemy_url == "postgresql+psycopg://u@h/db" and s.poll_interval == 30 and s.secure_cookies
     with pytest.raises(ConfigError):

@@ -17,8 +17,11 @@ from tests.factories import inbound, make_inbox
 def test_merge_moves_identities_tickets_and_messages(session: Session) -> None:
     mail, chat = make_inbox(session), make_inbox(session, channel="webchat")
     m1 = ingest(session, mail.id, inbound(handle="ann@x.test", display_name="Ann"))
-    m2 = ingest(session, chat.id, inbound(channel="webchat", handle="visitor-1", display_name="",
-                                         contact_attributes={"city": "Oslo"}))
+    m2 = ingest(
+        session,
+        chat.id,
+        inbound(channel="webchat", handle="visitor-1", display_name="", contact_attributes={"city": "Oslo"}),
+    )
     assert m1 is not None and m2 is not None
     source, target = m2.contact, m1.contact
     source.attributes = {"city": "Oslo", "plan": "free"}
@@ -26,7 +29,9 @@ def test_merge_moves_identities_tickets_and_messages(session: Session) -> None:
     merge_contacts(session, source, target)
     session.commit()
     assert {i.handle for i in session.scalars(select(Identity).where(Identity.contact_id == target.id))} == {
-        "ann@x.test", "visitor-1"}
+        "ann@x.test",
+        "visitor-1",
+    }
     assert set(session.scalars(select(Message.contact_id))) == {target.id}
     assert set(session.scalars(select(Ticket.contact_id))) == {target.id}
     assert target.attributes == {"city": "Oslo", "plan": "pro"}

@@ -109,7 +109,7 @@ def test_chat_messages_join_the_contacts_open_ticket(session: Session) -> None:
     other = ingest(session, box.id, inbound(channel="telegram", handle="222"))
     assert a is not None and b is not None and other is not None
     assert a.ticket_id == b.ticket_id != other.ticket_id
-    assert b.thread_reason == f"open chat ticket #{a.ticket_id}"
+    assert b.thread_reason == "open chat ticket"
 
 
 def test_message_on_solved_ticket_reopens_it(session: Session) -> None:
@@ -229,3 +229,84 @@ def test_ticket_created_event_row(session: Session) -> None:
     assert m is not None
     row = session.scalar(select(TicketEvent).where(TicketEvent.ticket_id == m.ticket_id))
     assert row is not None and row.kind == "created" and row.data == {"reason": "new ticket"}
+
+
+def test_batch_threads_within_itself_and_skips_repeats(session: Session) -> None:
+    from inbox import ingest_many
+
+    box, chat = make_inbox(session), make_inbox(session, channel="webchat")
+    batch = [
+        inbound(message_id="<b1@x>", external_id="b1", handle="p@x.test"),
+        inbound(message_id="<b2@x>", external_id="b2", handle="p@x.test", references=("<b1@x>",)),
+        inbound(message_id="<b3@x>", external_id="b3", handle="q@x.test", references=("<b-later@x>",)),
+        inbound(message_id="<b-later@x>", external_id="b4", handle="q@x.test"),
+        inbound(message_id="<b1@x>", external_id="b1", handle="p@x.test"),  # a repeat inside the batch
+    ]
+    out = ingest_many(session, box.id, batch)
+    assert [m is not None for m in out] == [True, True, True, True, False]
+    m1, m2, m3, m4, _ = out
+    assert m1 and m2 and m3 and m4
+    assert m2.ticket_id == m1.ticket_id and m2.thread_reason == "in-reply-to <b1@x>"
+    assert m4.ticket_id == m3.ticket_id and "parent of a stored reply" in m4.thread_reason
+    assert m1.contact_id == m2.contact_id != m3.contact_id
+    again = ingest_many(session, box.id, batch)
+    assert again == [None] * 5
+    chats = ingest_many(
+        session, chat.id, [inbound(channel="webchat", handle="v9"), inbound(channel="webchat", handle="v9")]
+    )
+    assert chats[0] and chats[1] and chats[0].ticket_id == chats[1].ticket_id
+    session.commit()
+    assert count(session, Ticket) == 3
+
+
+def test_batch_and_one_by_one_give_the_same_tickets(session: Session) -> None:
+    """The batch path is an optimisation only: same routing as ingesting the messages one at a time."""
+    import random
+
+    from inbox import ingest_many
+
+    rng = random.Random(3)
+    senders = [f"s{i}@x.test" for i in range(6)]
+    stream = []
+    for i in range(60):
+        refs = (f"<k{rng.randrange(i)}@x>",) if i and rng.random() < 0.5 else ()
+        channel = "webchat" if rng.random() < 0.3 else "email"
+        stream.append(
+            dict(
+                external_id=f"k{i}",
+                message_id=f"<k{i}@x>" if channel == "email" else None,
+                handle=rng.choice(senders),
+                channel=channel,
+                references=refs if channel == "email" else (),
+            )
+        )
+    a_mail, a_chat, b_mail, b_chat = (make_inbox(session, channel=c) for c in ("email", "webchat", "email", "webchat"))
+
+    def shape(messages: list) -> list[int]:
+        first_seen: dict[int, int] = {}
+        return [first_seen.setdefault(m.ticket_id, len(first_seen)) for m in messages]
+
+    one = [ingest(session, (a_chat if d["channel"] == "webchat" else a_mail).id, inbound(**d)) for d in stream]
+    many: list = []
+    for i in range(0, 60, 17):
+        chunk = stream[i : i + 17]
+        mails = [d for d in chunk if d["channel"] == "email"]
+        chats = [d for d in chunk if d["channel"] == "webchat"]
+        got = dict(
+            zip(
+                [d["external_id"] for d in mails],
+                ingest_many(session, b_mail.id, [inbound(**d) for d in mails]),
+                strict=True,
+            )
+        )
+        got |= dict(
+            zip(
+                [d["external_id"] for d in chats],
+                ingest_many(session, b_chat.id, [inbound(**d) for d in chats]),
+                strict=True,
+            )
+        )
+        many.extend(got[d["external_id"]] for d in chunk)
+    assert all(one) and all(many)
+    assert shape(one) == shape(many)
+    assert [m.thread_reason for m in one] == [m.thread_reason for m in many]

@@ -41,8 +41,13 @@ def test_each_change_is_an_event_row_with_actor(session: Session) -> None:
     session.commit()
     kinds = [(k, a) for k, a, _ in ticket_events(session, ticket)]
     assert kinds == [
-        ("created", None), ("assignee", lead.id), ("priority", lead.id), ("team", lead.id),
-        ("tag_added", agent.id), ("tag_removed", agent.id), ("status", agent.id),
+        ("created", None),
+        ("assignee", lead.id),
+        ("priority", lead.id),
+        ("team", lead.id),
+        ("tag_added", agent.id),
+        ("tag_removed", agent.id),
+        ("status", agent.id),
     ]
     assert ticket.status == "solved" and ticket.solved_at is not None
     assert ticket_events(session, ticket)[1][2] == {"from": None, "to": agent.id}
