@@ -1,0 +1,188 @@
+"""End to end: a bot added with the CLI in webhook mode; the Bot API stub POSTs a customer's updates to the live
+app; the agent sees them in the browser and replies; a real RQ worker delivers the reply through PTB to the stub.
+
+SQLite file only (the storage paths are covered on both databases by test_sync and test_webhook).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import Browser, expect, sync_playwright
+from redis import Redis
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+
+from inbox.config import Settings
+from inbox.models import Attachment, Inbox, Message, Team
+from inbox.runtime import Storage
+from tests.factories import make_team, make_user
+from tests.telegram.botapi_stub import TOKEN, BotApiStub
+from tests.telegram.conftest import load_update
+from tests.web.conftest import PASSWORD
+from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve
+from tickets import lifecycle
+from web import create_app
+from web.cli_telegram import add_telegram
+from workers import runtime
+
+ANNA = "5550192834"
+PHOTO = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8
+
+
+@dataclass
+class Site:
+    live: LiveServer
+    storage: Storage
+    inbox_id: int
+    agent_email: str
+    redis: Redis
+
+    def deliver(self) -> None:
+        """What `rq worker outbound` does, in this process."""
+        SimpleWorker([Queue(runtime.OUTBOUND, connection=self.redis)], connection=self.redis).work(burst=True)
+
+
+@pytest.fixture
+def site(tmp_path: Path, sqlite_template: Path, redis_url: str, tg: BotApiStub,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sqlite_template, data / "helpline.db")
+    settings = Settings(data_dir=data, database_url=f"sqlite:///{data / 'helpline.db'}", secret_key="e2e-secret")
+    redis = Redis.from_url(redis_url)
+    redis.flushdb()
+    app = create_app(settings, redis_url=redis_url)  # also points workers.runtime at this database and Redis
+    with serve(app) as live:
+        for key, value in {"HELPLINE_DATA_DIR": str(data), "DATABASE_URL": settings.database_url,
+                           "SECRET_KEY": settings.secret_key, "HELPLINE_BASE_URL": live.url,
+                           "SHOP_BOT_TOKEN": TOKEN}.items():
+            monkeypatch.setenv(key, value)
+        result = CliRunner().invoke(add_telegram, ["--name", "Shop bot", "--token-env", "SHOP_BOT_TOKEN",
+                                                   "--mode", "webhook", "--api-base", tg.api_base])
+        assert result.exit_code == 0, result.output
+        storage: Storage = app.extensions["helpline"]
+        with storage.factory() as session:
+            team = make_team(session)
+            agent = make_user(session, teams=[team], password=PASSWORD)
+            inbox = session.scalars(select(Inbox)).one()
+            inbox.team_id = session.scalars(select(Team.id)).one()
+            session.commit()
+            yield Site(live, storage, inbox.id, agent.email, redis)
+    runtime.reset()
+    storage.dispose()
+    redis.flushdb()
+    redis.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (tests/deps.py)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_customer_message_reaches_the_agent_and_the_reply_reaches_the_customer(
+    site: Site, tg: BotApiStub, browser: Browser
+) -> None:
+    tg.push(load_update("private_text"))  # POSTed to the live app's webhook with the secret header
+    assert tg.webhook_responses == [200]
+
+    page = browser.new_context().new_page()
+    page.goto(site.live.url + "/login")
+    page.fill("input[name=email]", site.agent_email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(site.live.url + "/")
+    row = page.locator(".ticket-row").first
+    expect(row).to_contain_text("Bestellung #10442", timeout=15_000)  # 2 shared cores: be patient
+
+    row.locator("a").first.click()
+    page.click("#reply-text")
+    page.keyboard.type("Hallo Anna, Ihr Paket ist unterwegs.")
+    page.click("#send-reply")
+    expect(page.locator("#thread")).to_contain_text("Ihr Paket ist unterwegs", timeout=15_000)
+    page.context.close()
+
+    site.deliver()
+    assert len(tg.sent) == 1, (tg.methods(), site.redis.keys("rq:*"))
+    (call,) = tg.sent
+    assert call.method == "sendMessage"
+    assert call.params["chat_id"] == ANNA and call.params["text"] == "Hallo Anna, Ihr Paket ist unterwegs."
+    assert call.params["reply_parameters"]["message_id"] == 41  # it answers her message
+    with site.storage.factory() as session:
+        reply = session.scalars(select(Message).where(Message.direction == "outbound")).one()
+        assert reply.delivery_state == "sent" and reply.external_id == f"{ANNA}:{tg.next_message_id}"
+
+
+def test_a_photo_round_trips(site: Site, tg: BotApiStub) -> None:
+    tg.add_file(PHOTO, file_id="AgACAgIAAxkBAAIBKmdEq1_large", path="photos/file_21.jpg")
+    tg.push(load_update("private_photo_caption"))
+    assert tg.webhook_responses == [200]
+    with site.storage.factory() as session:
+        inbound_att = session.scalars(select(Attachment)).one()
+        assert (inbound_att.filename, inbound_att.size) == ("photo_AQADsm3.jpg", len(PHOTO))
+        message = session.get(Message, inbound_att.message_id)
+        assert message is not None and message.body_text == "So sah das Paket bei der Ankunft aus"
+        ticket = lifecycle.get_ticket(session, message.ticket_id)
+        # The agent answers with the same picture ("is this yours?"): the UI attaches files as Attachment rows.
+        reply = lifecycle.reply(session, ticket, "Ist das Ihr Paket?", by=None)
+        session.add(Attachment(message=reply, filename="paket.jpg", content_type="image/jpeg", size=len(PHOTO),
+                               sha256=inbound_att.sha256))
+        session.commit()
+        reply_id = reply.id
+    from workers.enqueue import enqueue_delivery
+
+    enqueue_delivery(reply_id)
+    site.deliver()
+    (call,) = tg.sent
+    assert call.method == "sendPhoto" and call.params["chat_id"] == ANNA
+    assert call.params["caption"] == "Ist das Ihr Paket?" and call.files["photo"][1] == PHOTO
+
+
+def test_flood_control_delays_and_a_block_fails_the_reply(site: Site, tg: BotApiStub) -> None:
+    tg.push(load_update("private_text"))
+    with site.storage.factory() as session:
+        message = session.scalars(select(Message)).one()
+        ticket = lifecycle.get_ticket(session, message.ticket_id)
+        first = lifecycle.reply(session, ticket, "Einen Moment bitte.", by=None).id
+        session.commit()
+    from workers.enqueue import enqueue_delivery
+
+    tg.fail("sendMessage", 429, retry_after=7)
+    enqueue_delivery(first)
+    site.deliver()
+    with site.storage.factory() as session:
+        msg = session.get(Message, first)
+        assert msg is not None and msg.delivery_state == "delayed"
+        assert msg.next_attempt_at is not None and msg.delivery_error == "Telegram flood control: retry in 7 s"
+        ticket = lifecycle.get_ticket(session, message.ticket_id)
+        second = lifecycle.reply(session, ticket, "Sind Sie noch da?", by=None).id
+        session.commit()
+    tg.blocked.add(ANNA)
+    enqueue_delivery(second)
+    site.deliver()
+    with site.storage.factory() as session:
+        msg = session.get(Message, second)
+        assert msg is not None and (msg.delivery_state, msg.delivery_error) == ("failed", "bot blocked by the user")
+
+
+def test_the_webhook_job_and_typing_run_on_a_real_worker(site: Site, tg: BotApiStub) -> None:
+    """``handle_telegram_update`` is ready to be enqueued (ids and JSON only), and typing reaches the chat."""
+    queue = Queue(runtime.INBOUND, connection=site.redis)
+    queue.enqueue("workers.telegram_sync.handle_telegram_update", site.inbox_id, load_update("private_text"))
+    SimpleWorker([queue], connection=site.redis).work(burst=True)
+    with site.storage.factory() as session:
+        assert session.scalars(select(Message.external_id)).all() == [f"{ANNA}:41"]
+    from workers.telegram_sync import send_typing
+
+    send_typing(site.storage, site.inbox_id, ANNA)
+    assert tg.actions == [(ANNA, "typing")]
