@@ -56,6 +56,9 @@ class Inbound:
     is_auto: bool = False  # auto-reply, bounce, bulk: stored, never answered automatically, never reopens
     contact_attributes: Mapping[str, Any] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)  # channel extras shown to agents (post link, ...)
+    # Chats only: the conversation within the contact's chats (an Instagram post's shortcode). Messages with a key
+    # join the contact's ticket of that key on the inbox, or start one; stored as meta["thread_key"].
+    thread_key: str | None = None
 
 
 InboundMessage = Inbound
@@ -214,6 +217,7 @@ def _store_batch(session: Session, inbox: Inbox, inbounds: list[Inbound]) -> lis
             refs={r for i in inbounds for r in i.references},
             message_ids={i.message_id for i in inbounds if i.message_id},
             contacts=[ident.contact for ident in identities],
+            thread_keys={i.thread_key for i in inbounds if i.thread_key},
         )
         for inbound, identity in zip(inbounds, identities, strict=True):
             out.append(_store_one(session, inbox, inbound, identity, lookups, now))
@@ -232,6 +236,7 @@ def _store_one(
         message_id=inbound.message_id,
         references=inbound.references,
         ticket_token=inbound.ticket_token,
+        thread_key=inbound.thread_key,
     )
     created = decision.ticket is None
     if decision.ticket is None:
@@ -268,14 +273,14 @@ def _store_one(
         is_auto=inbound.is_auto,
         thread_reason=decision.reason,
         raw_sha256=inbound.raw_sha256,
-        meta=dict(inbound.meta),
+        meta=dict(inbound.meta) | ({"thread_key": inbound.thread_key} if inbound.thread_key else {}),
     )
     session.add(message)
     for ref in dict.fromkeys(inbound.references):
         session.add(MessageRef(message=message, ref=ref[:500]))
     store_attachments(session, message, inbound.attachments)
     _update_ticket(session, ticket, inbound, _received_at(inbound, now), now, created)
-    lookups.remember(contact, ticket, inbound.message_id, inbound.references)
+    lookups.remember(contact, ticket, inbound.message_id, inbound.references, inbound.thread_key)
     return message, ticket, created
 
 

@@ -4,7 +4,10 @@ Rules, in order (DESIGN.md):
 1. Email reply chains: In-Reply-To, then References (newest first), against stored Message-IDs of the inbox,
    including our own outgoing ones; and a parent that arrives after its replies joins their ticket.
 2. A ticket token (``[#123]`` in the subject, ``support+t123@`` address), only from a contact already on it.
-3. Chats (every non-email channel): the contact's latest ticket on that inbox.
+3. Chats (every non-email channel) with a ``thread_key`` (an Instagram post's shortcode): the contact's newest
+   ticket on that inbox holding one of the contact's messages with that key; none, a new ticket. A new key never
+   joins the contact's latest ticket: a comment under another post is another matter.
+4. Chats without a thread key: the contact's latest ticket on that inbox.
 A solved ticket reopens; a closed one is never reused: a new ticket starts with a link back (parent_id).
 Email is never threaded by subject alone.
 """
@@ -71,9 +74,13 @@ class Lookups:
         self.by_message_id: dict[str, Ticket] = {}
         self.by_child_ref: dict[str, Ticket] = {}
         self.latest: dict[int, Ticket] = {}  # id(contact) -> the contact's newest ticket on this inbox
+        # (id(contact), thread key) -> the contact's newest ticket on this inbox with a message of that key
+        self.by_thread: dict[tuple[int, str], Ticket] = {}
         self._contacts: list[Contact] = []  # keeps the keys of ``latest`` alive
 
-    def prefetch(self, refs: set[str], message_ids: set[str], contacts: list[Contact]) -> None:
+    def prefetch(
+        self, refs: set[str], message_ids: set[str], contacts: list[Contact], thread_keys: set[str] | None = None
+    ) -> None:
         session = self.session
         for chunk in _chunks(sorted(refs)):
             rows = session.execute(
@@ -111,7 +118,27 @@ class Lookups:
             for ticket in tickets:
                 if id(known[ticket.contact_id]) not in self.latest:
                     self.latest[id(known[ticket.contact_id])] = ticket
+        if thread_keys and ids:
+            self._prefetch_threads(known, ids, sorted(thread_keys))
         self._contacts.extend(contacts)
+
+    def _prefetch_threads(self, known: dict[int, Contact], ids: list[int], keys: list[str]) -> None:
+        # meta is a JSON column: the key is read with JSON_EXTRACT / ->> (no index, but the contact filter is).
+        key_col = Message.meta["thread_key"].as_string()
+        for i in range(0, len(ids), CHUNK):
+            for chunk in _chunks(keys):
+                rows = self.session.execute(
+                    select(Message.contact_id, key_col, Ticket)
+                    .join(Ticket, Ticket.id == Message.ticket_id)
+                    .where(
+                        Message.inbox_id == self.inbox_id,
+                        Message.contact_id.in_(ids[i : i + CHUNK]),
+                        key_col.in_(chunk),
+                    )
+                    .order_by(Ticket.id.desc())
+                )
+                for contact_id, key, ticket in rows:
+                    self.by_thread.setdefault((id(known[contact_id]), key), ticket)
 
     def ticket_for_message_id(self, message_id: str) -> Ticket | None:
         match = OWN_MESSAGE_ID.match(message_id)
@@ -121,7 +148,16 @@ class Lookups:
                 return ticket
         return self.by_message_id.get(message_id)
 
-    def remember(self, contact: Contact, ticket: Ticket, message_id: str | None, references: tuple[str, ...]) -> None:
+    def remember(
+        self,
+        contact: Contact,
+        ticket: Ticket,
+        message_id: str | None,
+        references: tuple[str, ...],
+        thread_key: str | None = None,
+    ) -> None:
+        if thread_key:
+            self.by_thread[(id(contact), thread_key)] = ticket  # the next comment under that post joins it
         if message_id:
             self.by_message_id.setdefault(message_id, ticket)
         for ref in references:
@@ -150,6 +186,7 @@ def route(
     message_id: str | None,
     references: tuple[str, ...],
     ticket_token: int | None,
+    thread_key: str | None = None,
 ) -> Route:
     """Decide which ticket a message from ``contact`` joins."""
     session = lookups.session
@@ -164,11 +201,20 @@ def route(
         ticket = session.get(Ticket, ticket_token)
         if ticket is not None and ticket.inbox_id == lookups.inbox_id and _contact_on_ticket(session, ticket, contact):
             return _usable(session, ticket, f"ticket token #{ticket_token}")
+    if channel != "email" and thread_key:
+        ticket = lookups.by_thread.get((id(contact), thread_key))
+        if ticket is None:
+            return Route(None, f"new ticket for thread {thread_key[:100]}")
+        return _chat_route(session, ticket, f" (thread {thread_key[:100]})")  # the reason column holds 200
     if channel != "email" and (ticket := lookups.latest.get(id(contact))) is not None:
-        ticket = follow_merges(session, ticket)
-        if ticket.status in OPEN_STATUSES:
-            return Route(ticket, "open chat ticket")  # the message sits in that ticket: no number needed
-        if ticket.status == "solved":
-            return Route(ticket, "reopened solved ticket")
-        return Route(None, f"new ticket after closed #{ticket.id}", parent_id=ticket.id)
+        return _chat_route(session, ticket, "")
     return Route(None, "new ticket")
+
+
+def _chat_route(session: Session, ticket: Ticket, why: str) -> Route:
+    ticket = follow_merges(session, ticket)
+    if ticket.status in OPEN_STATUSES:
+        return Route(ticket, f"open chat ticket{why}")  # the message sits in that ticket: no number needed
+    if ticket.status == "solved":
+        return Route(ticket, f"reopened solved ticket{why}")
+    return Route(None, f"new ticket after closed #{ticket.id}{why}", parent_id=ticket.id)
