@@ -1,0 +1,78 @@
+"""``helpline inbox add webchat``: a website chat inbox, and the snippet to paste into the shop's pages.
+
+The inbox gets a public key (in the snippet) and a secret (stored encrypted; printed once) with which the shop's
+server may sign logged-in customers (connectors.webchat.user_signature).
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlsplit
+
+import click
+from sqlalchemy import select
+
+from connectors.webchat import normalise_origin
+from inbox.config import Settings
+from inbox.crypto import encrypt_json
+from inbox.models import Inbox, Team
+
+
+def snippet(settings: Settings, public_key: str) -> str:
+    return f'<script src="{settings.base_url.rstrip("/")}/widget.js" data-inbox="{public_key}" async></script>'
+
+
+def _origins(values: tuple[str, ...]) -> list[str]:
+    origins: list[str] = []
+    for value in values:
+        origin = normalise_origin(value)
+        if origin is None or urlsplit(value.strip()).path not in ("", "/"):
+            raise click.BadParameter(f"{value!r} is not an origin like https://shop.example", param_hint="--origin")
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+@click.command("webchat")
+@click.option("--name", required=True, help="Name of the inbox, e.g. 'Website chat'.")
+@click.option("--origin", "origins", multiple=True, required=True, metavar="URL",
+              help="A website allowed to show the widget, e.g. https://shop.example (repeatable).")
+@click.option("--team", default=None, help="The team that answers these chats.")
+@click.option("--merge-contacts/--no-merge-contacts", default=False, show_default=True,
+              help="Join a signed-in customer's chat to the contact with the same email address.")
+def add_webchat(name: str, origins: tuple[str, ...], team: str | None, merge_contacts: bool) -> None:
+    """Add a website chat inbox and print the snippet to paste into the site's pages."""
+    from web.cli import load_storage
+
+    allowed = _origins(origins)
+    storage = load_storage(migrate=True)
+    try:
+        with storage.factory() as session:
+            if session.scalar(select(Inbox.id).where(Inbox.name == name)) is not None:
+                raise click.ClickException(f"an inbox named {name!r} already exists")
+            team_id = None
+            if team is not None:
+                team_id = session.scalar(select(Team.id).where(Team.name == team))
+                if team_id is None:
+                    raise click.ClickException(f"no team named {team!r}")
+            secret = secrets.token_urlsafe(32)
+            inbox = Inbox(
+                name=name,
+                channel="webchat",
+                address=urlsplit(allowed[0]).hostname or "",
+                team_id=team_id,
+                public_key=secrets.token_urlsafe(16),
+                config={"origins": allowed, "merge_contacts": merge_contacts},
+                secrets=encrypt_json(storage.settings.secret_key, {"secret": secret}),
+            )
+            session.add(inbox)
+            session.commit()
+            assert inbox.public_key is not None
+            click.echo(f"added website chat inbox {name!r} (id {inbox.id}) for {', '.join(allowed)}")
+            click.echo("Paste this into the pages of your site, before </body>:")
+            click.echo("")
+            click.echo(snippet(storage.settings, inbox.public_key))
+            click.echo("")
+            click.echo(f"Secret for signing signed-in customers (shown once): {secret}")
+    finally:
+        storage.dispose()

@@ -1,0 +1,245 @@
+/* The chat inside the widget iframe (Helpline's origin). All text is set with textContent, never as HTML.
+ * Messages carry a client id and stay in a local "pending" list until the server acknowledges them; after a
+ * reconnect they are sent again and the server stores each id once. */
+(function () {
+"use strict";
+var inbox = document.body.getAttribute("data-inbox");
+var $ = function (id) { return document.getElementById(id); };
+var launcher = $("launcher"), panel = $("panel"), log = $("log"), text = $("text"), errorBox = $("error");
+var typingBox = $("typing"), unreadBox = $("unread");
+var tokenKey = "helpline:" + inbox + ":token", pendingKey = "helpline:" + inbox + ":pending";
+var memory = {};
+var store = {
+  get: function (k) { try { return window.localStorage.getItem(k); } catch (e) { return memory[k] || null; } },
+  set: function (k, v) { try { window.localStorage.setItem(k, v); } catch (e) { memory[k] = v; } },
+  del: function (k) { try { window.localStorage.removeItem(k); } catch (e) { delete memory[k]; } }
+};
+var token = null, socket = null, open = false, unread = 0, lastAgentId = 0, profile = null, user = null;
+var shown = {};  // message id or "c:" + client id -> <li>
+window.helplineWidget = { events: [] };  // for tests and debugging: what the server said, in order
+
+document.documentElement.style.setProperty("--accent", document.body.getAttribute("data-color") || "#2d5bd7");
+
+function pending() { try { return JSON.parse(store.get(pendingKey) || "[]"); } catch (e) { return []; } }
+function savePending(list) { store.set(pendingKey, JSON.stringify(list)); }
+function newId() {
+  var bytes = new Uint8Array(12);
+  window.crypto.getRandomValues(bytes);
+  return "c" + Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+}
+function showError(message) {
+  errorBox.textContent = message || "";
+  errorBox.hidden = !message;
+}
+// The page that frames us: frame-ancestors already limited it to the inbox's allowed origins.
+var parentOrigin = (location.ancestorOrigins && location.ancestorOrigins[0]) ||
+  (document.referrer ? new URL(document.referrer).origin : null);
+function tellParent() {
+  window.parent.postMessage({ type: "helpline:state", open: open }, "*");  // state only, no chat content
+}
+function keepToken(value) {
+  token = value;
+  store.set(tokenKey, value);
+  if (parentOrigin && window.parent !== window) {
+    window.parent.postMessage({ type: "helpline:token", token: value }, parentOrigin);
+  }
+}
+function setOpen(value) {
+  open = value;
+  panel.hidden = !open;
+  launcher.hidden = open;
+  launcher.setAttribute("aria-expanded", String(open));
+  tellParent();
+  if (open) {
+    unread = 0;
+    unreadBox.hidden = true;
+    text.focus();
+    markRead();
+    log.scrollTop = log.scrollHeight;
+  } else {
+    launcher.focus();
+  }
+}
+function markRead() {
+  if (open && socket && socket.connected && lastAgentId) { socket.emit("visitor:read", { id: lastAgentId }); }
+}
+
+function render(m) {
+  var li = (m.client_id && shown["c:" + m.client_id]) || (m.id && shown[m.id]);
+  if (!li) {
+    li = document.createElement("li");
+    li.className = m.from === "agent" ? "agent" : "visitor";
+    if (m.from === "agent" && m.author) {
+      var who = document.createElement("span");
+      who.className = "author";
+      who.textContent = m.author;
+      li.appendChild(who);
+    }
+    var p = document.createElement("p");
+    p.textContent = m.text || "";
+    li.appendChild(p);
+    (m.attachments || []).forEach(function (a) {
+      var f = document.createElement("span");
+      f.className = "file";
+      f.textContent = "\u{1F4CE} " + a.name;
+      li.appendChild(f);
+    });
+    log.appendChild(li);
+    log.scrollTop = log.scrollHeight;
+  }
+  if (m.client_id) { shown["c:" + m.client_id] = li; }
+  if (m.id) { shown[m.id] = li; li.setAttribute("data-id", String(m.id)); }
+  li.classList.toggle("pending", !!m.pending);
+  li.classList.toggle("failed", !!m.failed);
+  if (m.from === "agent" && m.id > lastAgentId) { lastAgentId = m.id; }
+}
+
+function send(item) {
+  socket.timeout(10000).emit("visitor:message", { id: item.id, text: item.text }, function (err, ack) {
+    if (err) { return; }  // no answer: it stays pending and goes again on reconnect
+    if (ack && ack.ok) {
+      savePending(pending().filter(function (p) { return p.id !== item.id; }));
+      render({ id: ack.id, client_id: item.id, from: "visitor", text: item.text });
+    } else if (ack && ack.retry) {
+      showError(ack.error);
+      setTimeout(function () { if (socket.connected) { send(item); } }, 5000);
+    } else {
+      savePending(pending().filter(function (p) { return p.id !== item.id; }));
+      render({ client_id: item.id, from: "visitor", text: item.text, failed: true });
+      showError(ack ? ack.error : "not sent");
+    }
+  });
+}
+
+function connect() {
+  socket = window.helplineWidget.socket = window.io("/widget", {
+    transports: ["websocket", "polling"],
+    auth: function (cb) { cb({ inbox: inbox, token: token, profile: profile, user: user }); }
+  });
+  socket.on("history", function (data) {
+    window.helplineWidget.events.push(["history", data.messages.length]);
+    data.messages.forEach(render);
+    pending().forEach(function (item) {
+      render({ client_id: item.id, from: "visitor", text: item.text, pending: true });
+      send(item);  // unacknowledged before the disconnect: the server stores each client id once
+    });
+    markRead();
+  });
+  socket.on("connect", function () { showError(""); });
+  socket.on("agent:message", function (m) {
+    window.helplineWidget.events.push(["agent:message", m.id]);
+    typingBox.hidden = true;
+    render(m);
+    if (open) { markRead(); } else { unread += 1; unreadBox.textContent = String(unread); unreadBox.hidden = false; }
+  });
+  socket.on("visitor:message", render);  // sent from another tab of this visitor
+  socket.on("read", function (r) {  // the agents have read up to this message of ours
+    var upTo = shown["c:" + r.client_id];
+    if (!upTo) { return; }
+    Array.prototype.forEach.call(log.querySelectorAll("li.visitor"), function (li) {
+      if (li === upTo || li.compareDocumentPosition(upTo) & Node.DOCUMENT_POSITION_FOLLOWING) {
+        li.classList.add("read");
+      }
+    });
+  });
+  var typingTimer = null;
+  socket.on("agent:typing", function () {
+    typingBox.hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { typingBox.hidden = true; }, 4000);
+  });
+  socket.on("connect_error", function (err) {
+    window.helplineWidget.events.push(["connect_error", err.message]);
+    if (err.message === "invalid visitor token") {
+      socket.disconnect();
+      store.del(tokenKey);
+      token = null;
+      start();
+      return;
+    }
+    showError("Chat unavailable: " + err.message);
+  });
+}
+
+function start() {
+  fetch("/widget/api/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Accept": "application/json" },
+    body: JSON.stringify({ inbox: inbox, token: token })
+  }).then(function (r) { return r.json().then(function (body) { return [r.status, body]; }); })
+    .then(function (res) {
+      if (res[0] === 403 && token) {  // a token that is not ours: start over as a new visitor, with nothing
+        window.helplineWidget.events.push(["session_refused", res[1].error]);
+        store.del(tokenKey);
+        savePending([]);
+        token = null;
+        return start();
+      }
+      if (!res[1].ok) { showError(res[1].error); return; }
+      keepToken(res[1].token);
+      connect();
+    })
+    .catch(function () { showError("Chat unavailable; retrying\u2026"); setTimeout(start, 5000); });
+}
+
+$("profile").addEventListener("submit", function (e) {
+  e.preventDefault();
+  profile = { name: $("profile-name").value, email: $("profile-email").value };
+  if (!socket) { return; }
+  socket.emit("visitor:profile", profile, function (ack) {
+    $("profile-saved").textContent = ack && ack.ok ? "Saved. Thank you!" : "Not saved, try again.";
+  });
+});
+launcher.addEventListener("click", function () { setOpen(true); });
+$("close").addEventListener("click", function () { setOpen(false); });
+document.addEventListener("keydown", function (e) { if (e.key === "Escape" && open) { setOpen(false); } });
+$("compose").addEventListener("submit", function (e) {
+  e.preventDefault();
+  var value = text.value.trim();
+  if (!value || !socket) { return; }
+  var item = { id: newId(), text: value };
+  savePending(pending().concat([item]));
+  render({ client_id: item.id, from: "visitor", text: value, pending: true });
+  text.value = "";
+  if (socket.connected) { send(item); }
+  socket.emit("visitor:typing", { text: "" });
+});
+text.addEventListener("keydown", function (e) {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); }
+});
+var lastTyping = 0, typingLater = null;
+function sendTyping() {
+  typingLater = null;
+  lastTyping = Date.now();
+  if (socket && socket.connected) { socket.emit("visitor:typing", { text: text.value }); }
+}
+text.addEventListener("input", function () {
+  // At most one preview per 400 ms, and always the latest draft last (a trailing send).
+  if (typingLater) { return; }
+  typingLater = setTimeout(sendTyping, Math.max(0, 400 - (Date.now() - lastTyping)));
+});
+$("file").addEventListener("change", function () {
+  var file = this.files[0];
+  if (!file || !token) { return; }
+  var form = new FormData();
+  var id = newId();
+  form.append("inbox", inbox);
+  form.append("token", token);
+  form.append("id", id);
+  form.append("file", file);
+  this.value = "";
+  fetch("/widget/api/attachments", { method: "POST", body: form, headers: { "Accept": "application/json" } })
+    .then(function (r) { return r.json(); })
+    .then(function (body) {
+      if (!body.ok) { showError(body.error); return; }
+      render({ id: body.id, client_id: id, from: "visitor", text: "", attachments: [body.attachment] });
+    })
+    .catch(function () { showError("The file could not be sent."); });
+});
+var fragment = /[#&]t=([^&]+)/.exec(location.hash), signed = /[#&]u=([^&]+)/.exec(location.hash);
+token = fragment ? decodeURIComponent(fragment[1]) : store.get(tokenKey);
+try { user = signed ? JSON.parse(decodeURIComponent(signed[1])) : null; } catch (e) { user = null; }
+if (location.hash) { history.replaceState(null, "", location.pathname + location.search); }
+start();
+tellParent();
+})();
