@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from connectors.base import ChannelFactory
+from connectors.instagram import InstagramChannel
 from connectors.smtp import EmailChannel
+from connectors.telegram import TelegramChannel
+from connectors.webchat import WebchatChannel
 
 # Each channel module adds its line here as it lands: "email": EmailChannel, "telegram": TelegramChannel, ...
-CHANNELS: dict[str, ChannelFactory] = {"email": EmailChannel}
+CHANNELS: dict[str, ChannelFactory] = {
+    "email": EmailChannel,
+    "instagram": InstagramChannel,
+    "telegram": TelegramChannel,
+    "webchat": WebchatChannel,
+}
 
 
 def channel_for(name: str) -> ChannelFactory:

@@ -274,3 +274,9 @@ class Quarantine(Base):
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[Timestamp]
     resolved_at: Mapped[dt.datetime | None]
+
+
+# Calendars and SLA policies, workspace settings and the audit log live in their own modules; imported here so
+# Base.metadata (Alembic, tests) has them.
+from inbox.settings_models import AuditLog, WorkspaceSetting  # noqa: E402, F401
+from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget  # noqa: E402, F401

@@ -29,6 +29,10 @@ def restrict_tickets(stmt: Select[tuple[Ticket]], ids: set[int] | None) -> Selec
     return stmt if ids is None else stmt.where(Ticket.inbox_id.in_(ids))
 
 
+def restrict_inboxes(stmt: Select[tuple[Inbox]], ids: set[int] | None) -> Select[tuple[Inbox]]:
+    return stmt if ids is None else stmt.where(Inbox.id.in_(ids))
+
+
 def restrict_messages(stmt: Select[tuple[Message]], ids: set[int] | None) -> Select[tuple[Message]]:
     return stmt if ids is None else stmt.where(Message.inbox_id.in_(ids))
 

@@ -148,6 +148,10 @@ def _register_optional() -> None:
     cli.add_command(cli_inbox.export_group)
     for command in cli_processes.PROCESS_COMMANDS:
         cli.add_command(command)
+    from web.cli_backup import BACKUP_COMMANDS  # backup PATH, restore PATH (issue 10)
+
+    for command in BACKUP_COMMANDS:
+        cli.add_command(command)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ can see in the process list) and stored encrypted with the inbox's secrets.
 from __future__ import annotations
 
 import os
-import secrets
 
 import click
 from sqlalchemy import select
@@ -16,7 +15,6 @@ from sqlalchemy import select
 from connectors.errors import ChannelError
 from connectors.telegram import TelegramChannel
 from inbox.config import Settings
-from inbox.crypto import encrypt_json
 from inbox.models import Inbox
 
 
@@ -45,40 +43,26 @@ def add_telegram(name: str, token_env: str, mode: str, api_base: str | None, gro
     config: dict[str, object] = {"mode": mode, "groups": groups}
     if api_base:
         config["api_base"] = api_base.rstrip("/")
-    channel = TelegramChannel(config, {"token": token})
+    channel = TelegramChannel(config, {"token": token})  # getMe first: a bad token is refused before anything
     try:
         bot = channel.get_me()
     except ChannelError as exc:
         raise click.ClickException(f"Telegram did not accept the bot: {exc.reason}") from exc
+    from web.channel_setup import SetupError, save_telegram_inbox
+
     storage = load_storage(migrate=True)
     try:
         with storage.factory() as session:
             if session.scalar(select(Inbox.id).where(Inbox.name == name)) is not None:
                 raise click.ClickException(f"an inbox named {name!r} already exists")
             stored_secrets: dict[str, object] = {"token": token}
-            public_key = secrets.token_urlsafe(24)
-            try:
-                if mode == "webhook":
-                    # Telegram allows A-Z, a-z, 0-9, _ and - in the secret: exactly token_urlsafe's alphabet.
-                    stored_secrets["webhook_secret"] = secrets.token_urlsafe(32)
-                    url = webhook_url(storage.settings, public_key)
-                    channel.set_webhook(url, str(stored_secrets["webhook_secret"]))
-                else:
-                    channel.delete_webhook()  # getUpdates is refused while a webhook is set
-            except ChannelError as exc:
-                raise click.ClickException(f"Telegram refused the {mode} set-up: {exc.reason}") from exc
-            inbox = Inbox(
-                name=name,
-                channel="telegram",
-                address=str(bot.get("username") or ""),
-                public_key=public_key,
-                config=config | {"bot_id": bot.get("id")},
-                poll_interval=10 if mode == "polling" else None,  # chats want quick answers; getUpdates is cheap
-                secrets=encrypt_json(storage.settings.secret_key, stored_secrets),
-            )
-            session.add(inbox)
+            try:  # the same set-up as the browser's (web.channel_setup): webhook or polling, then the inbox row
+                inbox = save_telegram_inbox(session, storage.settings, name, config, stored_secrets, bot)
+            except SetupError as exc:
+                raise click.ClickException(exc.reason) from exc
             session.commit()
             inbox_id = inbox.id
+            url = webhook_url(storage.settings, str(inbox.public_key))
     finally:
         storage.dispose()
     click.echo(f"inbox {name!r} (id {inbox_id}) added: bot @{bot.get('username')} ({bot.get('first_name')}), {mode}")

@@ -6,7 +6,6 @@ server may sign logged-in customers (connectors.webchat.user_signature).
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import urlsplit
 
 import click
@@ -14,8 +13,8 @@ from sqlalchemy import select
 
 from connectors.webchat import normalise_origin
 from inbox.config import Settings
-from inbox.crypto import encrypt_json
 from inbox.models import Inbox, Team
+from web.channel_setup import save_webchat_inbox
 
 
 def snippet(settings: Settings, public_key: str) -> str:
@@ -55,17 +54,9 @@ def add_webchat(name: str, origins: tuple[str, ...], team: str | None, merge_con
                 team_id = session.scalar(select(Team.id).where(Team.name == team))
                 if team_id is None:
                     raise click.ClickException(f"no team named {team!r}")
-            secret = secrets.token_urlsafe(32)
-            inbox = Inbox(
-                name=name,
-                channel="webchat",
-                address=urlsplit(allowed[0]).hostname or "",
-                team_id=team_id,
-                public_key=secrets.token_urlsafe(16),
-                config={"origins": allowed, "merge_contacts": merge_contacts},
-                secrets=encrypt_json(storage.settings.secret_key, {"secret": secret}),
-            )
-            session.add(inbox)
+            config = {"origins": allowed, "merge_contacts": merge_contacts}
+            # The same set-up as the browser's (web.channel_setup.save_webchat_inbox).
+            inbox, secret = save_webchat_inbox(session, storage.settings, name, config, team_id=team_id)
             session.commit()
             assert inbox.public_key is not None
             click.echo(f"added website chat inbox {name!r} (id {inbox.id}) for {', '.join(allowed)}")

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from inbox.db import Base, make_engine
+from inbox.migrate import include_object
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,6 +18,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -28,7 +30,12 @@ def run_migrations_online() -> None:
     engine = make_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         # render_as_batch lets later migrations ALTER tables on SQLite (copy-and-move).
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            include_object=include_object,  # hand-made full-text search objects (0900_search)
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

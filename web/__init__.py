@@ -1,0 +1,73 @@
+"""The Flask app factory: agent UI, JSON API, webhooks, health, Socket.IO."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from inbox.config import Settings
+from inbox.runtime import Storage
+
+
+def create_app(settings: Settings | None = None, *, redis_url: str | None = None) -> Flask:
+    """Build the app. Tests pass their own ``Settings``; ``redis_url`` overrides ``settings.redis_url``."""
+    settings = (settings or Settings.from_env()).with_secret()
+    storage = Storage.from_settings(settings)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="helpline_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session; a long shift must not hit 400s
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+        MAX_CONTENT_LENGTH=settings.max_attachment_bytes + 1024 * 1024,
+        HELPLINE_SETTINGS=settings,
+        HELPLINE_REDIS_URL=redis_url if redis_url is not None else settings.redis_url,
+    )
+    app.extensions["helpline"] = storage
+
+    from web import (
+        admin_views,
+        api,
+        auth,
+        contact_views,
+        db,
+        errors,
+        filters,
+        health,
+        inbox_views,
+        instagram_webhook,
+        jobs,
+        message_views,
+        onboarding_views,
+        realtime,
+        report_views,
+        search,
+        security,
+        ticket_views,
+        webhook_views,
+        widget_views,
+    )
+
+    db.init_app(app)
+    security.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    filters.init_app(app)
+    jobs.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(webhook_views.bp)  # channel webhooks; exempt from CSRF in webhook_views (secret header)
+    app.register_blueprint(instagram_webhook.bp)  # Graph API webhooks; CSRF-exempt there (signed with the app secret)
+    security.csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF cannot apply
+    for bp in (inbox_views.bp, ticket_views.bp, message_views.bp, admin_views.bp, search.bp, contact_views.bp):
+        app.register_blueprint(bp)
+    app.register_blueprint(report_views.bp)  # team-lead reports and the live queue (issue 9)
+    onboarding_views.init_app(app)  # first-run wizard and the /settings pages (issue 10)
+    realtime.init_app(app, app.config["HELPLINE_REDIS_URL"])
+    widget_views.init_app(app)  # the public chat widget: routes, its CSRF exemption, the /widget namespace
+    return app

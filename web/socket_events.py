@@ -1,0 +1,156 @@
+"""Socket.IO events from agents' browsers: authenticate on connect, check every room join, presence and typing.
+
+Clients never change data over the socket (forms and CSRF do that); they only listen, and say who is viewing or
+typing. A room is ``inbox:{id}``, ``ticket:{id}`` or ``agent:{id}``; each join is checked against the user's
+inboxes, loaded afresh for every event, so a deactivated user or one moved out of a team is refused at once.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import disconnect, emit, join_room, leave_room, rooms
+
+from inbox.models import Ticket
+from web import access
+from web.db import get_session
+from web.realtime import same_origin, socketio
+
+ROOM = re.compile(r"^(inbox|ticket|agent):([0-9]{1,12})$")
+EVENTS = ("connect", "join", "leave", "typing", "disconnect")  # the authorisation matrix walks this list
+
+_viewers: dict[str, dict[str, tuple[int, str]]] = {}  # room -> sid -> (user id, name); this process's sockets
+_online: dict[str, tuple[int, str, tuple[int, ...]]] = {}  # sid -> (user id, name, team ids)
+_lock = threading.Lock()
+
+
+def registered() -> tuple[str, ...]:
+    return EVENTS
+
+
+def _user_ok() -> bool:
+    if current_user.is_authenticated:
+        return True
+    disconnect()
+    return False
+
+
+def may_join(room: str) -> bool:
+    match = ROOM.match(room)
+    if match is None:
+        return False
+    kind, ident = match.group(1), int(match.group(2))
+    session = get_session()
+    user = current_user.row
+    if kind == "agent":
+        return ident == user.id
+    if kind == "inbox":
+        return access.can_see_inbox(session, user, ident)
+    ticket = session.get(Ticket, ident)
+    return ticket is not None and access.can_see_ticket(session, user, ticket)
+
+
+def _viewer_list(room: str) -> list[dict[str, Any]]:
+    with _lock:
+        people = {uid: name for uid, name in _viewers.get(room, {}).values()}
+    return [{"id": uid, "name": name} for uid, name in sorted(people.items())]
+
+
+def _announce_viewers(room: str) -> None:
+    if room.startswith("ticket:"):
+        emit("ticket.viewers", {"room": room, "viewers": _viewer_list(room)}, to=room)
+
+
+@socketio.on("connect")
+def on_connect(_auth: Any = None) -> bool:
+    origin_ok = same_origin(current_app.config["HELPLINE_SETTINGS"].base_url)
+    if not origin_ok(request.headers.get("Origin"), request.environ):
+        return False  # another site's page riding on the agent's cookie
+    if not current_user.is_authenticated:
+        return False  # refused: the client sees connect_error
+    join_room(f"agent:{current_user.id}")
+    # Presence is shared with teammates only, through team rooms the server joins (clients cannot ask for them).
+    teams = tuple(t.id for t in current_user.row.teams)
+    for team_id in teams:
+        join_room(f"team:{team_id}")
+    with _lock:
+        _online[request.sid] = (current_user.id, current_user.name, teams)
+    for team_id in teams:
+        _announce_team(team_id)
+    return True
+
+
+def _announce_team(team_id: int) -> None:
+    with _lock:
+        people = {uid: name for uid, name, teams in _online.values() if team_id in teams}
+    users = [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
+    emit("presence.online", {"team_id": team_id, "users": users}, to=f"team:{team_id}")
+
+
+@socketio.on("join")
+def on_join(data: Any) -> dict[str, Any]:
+    if not _user_ok():
+        return {"ok": False, "error": "sign in"}
+    room = str(data.get("room", "")) if isinstance(data, dict) else ""
+    if not may_join(room):
+        return {"ok": False, "error": "not found"}  # same answer for "missing" and "not yours"
+    try:
+        join_room(room)
+    except ValueError:
+        return {"ok": False, "error": "disconnected"}  # the page went away while this join was in flight
+    if room.startswith("ticket:"):
+        with _lock:
+            _viewers.setdefault(room, {})[request.sid] = (current_user.id, current_user.name)
+        if not socketio.server.manager.is_connected(request.sid, "/"):
+            _forget(room, request.sid)  # disconnected meanwhile: leave no ghost viewer behind
+            return {"ok": False, "error": "disconnected"}
+        _announce_viewers(room)
+    return {"ok": True, "room": room}
+
+
+@socketio.on("leave")
+def on_leave(data: Any) -> dict[str, Any]:
+    room = str(data.get("room", "")) if isinstance(data, dict) else ""
+    if room in rooms() and room != request.sid:
+        leave_room(room)
+        _forget(room, request.sid)
+    return {"ok": True}
+
+
+@socketio.on("typing")
+def on_typing(data: Any) -> dict[str, Any]:
+    """Relay "X is typing a reply" to the other viewers of a ticket the sender has joined."""
+    if not _user_ok():
+        return {"ok": False}
+    room = f"ticket:{data.get('ticket_id')}" if isinstance(data, dict) else ""
+    if room not in rooms():
+        return {"ok": False, "error": "not found"}
+    kind = "note" if isinstance(data, dict) and data.get("kind") == "note" else "reply"
+    payload = {"room": room, "user": {"id": current_user.id, "name": current_user.name}, "kind": kind}
+    emit("ticket.typing", payload, to=room, include_self=False)
+    return {"ok": True}
+
+
+def _forget(room: str, sid: str) -> None:
+    with _lock:
+        people = _viewers.get(room)
+        if people is not None:
+            people.pop(sid, None)
+            if not people:
+                _viewers.pop(room, None)
+    _announce_viewers(room)
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_args: Any) -> None:
+    with _lock:
+        mine = [room for room, people in _viewers.items() if request.sid in people]
+        _uid, _name, teams = _online.pop(request.sid, (0, "", ()))
+    for room in mine:
+        _forget(room, request.sid)
+    for team_id in teams:
+        _announce_team(team_id)
