@@ -100,10 +100,13 @@ class Settings:
         return self.data_dir / "blobs"
 
     def with_secret(self) -> Settings:
-        """Return settings whose secret key is set, generating one into the data folder on first run."""
+        """Return settings whose secret key is set, generating one into the data folder on first run.
+
+        Also creates the data folder, which every process needs before it opens the SQLite file.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.secret_key:
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key_file = self.data_dir / "secret_key"
         if not key_file.exists():
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -70,12 +70,18 @@ def test_invalid_values_are_refused(session: Session) -> None:
 
 
 def test_note_is_internal_and_notifies_mentions(session: Session) -> None:
-    agent = make_user(session, email="sam@helpline.test")
-    ticket = new_ticket(session)
-    note = lifecycle.add_note(session, ticket, "@sam can you look?", by=agent.id)
+    team, other = make_team(session), make_team(session)
+    agent = make_user(session, email="sam@helpline.test", teams=[team])
+    outsider = make_user(session, email="eve@helpline.test", teams=[other])
+    box = make_inbox(session, team_id=team.id)
+    message = ingest(session, box.id, inbound())
+    assert message is not None
+    ticket = message.ticket
+    note = lifecycle.add_note(session, ticket, "@sam can you look? cc @eve", by=agent.id)
     assert note.direction == "note" and note.delivery_state is None
     kind, _, data = ticket_events(session, ticket)[-1]
-    assert kind == "note" and data["mentions"] == [agent.id]
+    assert kind == "note" and data["mentions"] == [agent.id], "someone outside the inbox's team is not notified"
+    assert not any(e.room == f"agent:{outsider.id}" for e in session.info["pending_events"])
     assert any(e.name == "mention.created" and e.room == f"agent:{agent.id}" for e in session.info["pending_events"])
 
 

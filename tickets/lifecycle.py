@@ -195,7 +195,7 @@ def add_note(session: Session, ticket: Ticket, text: str, *, by: int) -> Message
     session.add(note)
     ticket.updated_at = utcnow()
     session.flush()
-    mentioned = _mentioned_users(session, text)
+    mentioned = _mentioned_users(session, ticket, text)
     audit.log(session, ticket, "note", actor_id=by, data={"message_id": note.id, "mentions": [u.id for u in mentioned]})
     for user in mentioned:
         events.record(
@@ -205,12 +205,19 @@ def add_note(session: Session, ticket: Ticket, text: str, *, by: int) -> Message
     return note
 
 
-def _mentioned_users(session: Session, text: str) -> list[User]:
+def _mentioned_users(session: Session, ticket: Ticket, text: str) -> list[User]:
+    """Active users named in ``text`` who may see the ticket: a mention must not reveal a ticket to an outsider."""
     names = {m.group(1).lower() for m in MENTION.finditer(text)}
     if not names:
         return []
+    team_id = ticket.inbox.team_id
     users = session.scalars(select(User).where(User.is_active.is_(True)))
-    return [u for u in users if u.email.lower() in names or u.email.split("@")[0].lower() in names]
+    return [
+        u
+        for u in users
+        if (u.email.lower() in names or u.email.split("@")[0].lower() in names)
+        and (u.role == "admin" or any(t.id == team_id for t in u.teams))
+    ]
 
 
 def reply(

@@ -18,7 +18,7 @@ from inbox.runtime import Storage
 
 
 def load_storage(*, migrate: bool = False) -> Storage:
-    settings = Settings.from_env().with_secret()
+    settings = Settings.from_env().with_secret()  # creates the data folder
     if migrate:
         upgrade(settings.sqlalchemy_url)
     return Storage.from_settings(settings)
@@ -38,7 +38,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations up to REVISION."""
-    settings = Settings.from_env().with_secret()
+    settings = Settings.from_env().with_secret()  # creates the data folder the SQLite file goes in
     upgrade(settings.sqlalchemy_url, revision)
     click.echo(f"database at {_safe_url(settings.sqlalchemy_url)} is at {revision}")
 
@@ -142,8 +142,11 @@ def serve(app: Any, host: str, port: int, threads: int) -> None:
 
 def _register_optional() -> None:
     """Channel and process commands (separate modules so each stays small)."""
-    from web import cli_inbox, cli_processes
+    from web import cli_inbox, cli_instagram, cli_processes, cli_telegram, cli_webchat
 
+    cli_inbox.inbox_add.add_command(cli_telegram.add_telegram)
+    cli_inbox.inbox_add.add_command(cli_webchat.add_webchat)
+    cli_inbox.inbox_add.add_command(cli_instagram.add_instagram)
     cli.add_command(cli_inbox.inbox_group)
     cli.add_command(cli_inbox.export_group)
     for command in cli_processes.PROCESS_COMMANDS:

@@ -132,6 +132,10 @@ def on_typing(data: Any) -> dict[str, Any]:
     kind = "note" if isinstance(data, dict) and data.get("kind") == "note" else "reply"
     payload = {"room": room, "user": {"id": current_user.id, "name": current_user.name}, "kind": kind}
     emit("ticket.typing", payload, to=room, include_self=False)
+    if kind == "reply":
+        from web.widget_socket import notify_agent_typing  # the visitor of a web chat sees "typing..."
+
+        notify_agent_typing(int(str(data.get("ticket_id"))))
     return {"ok": True}
 
 

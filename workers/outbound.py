@@ -83,7 +83,8 @@ def deliver_message(message_id: int) -> str:
     except ChannelAuthError as exc:
         return _failed(storage, message_id, f"inbox needs re-authentication: {exc.reason}", reauth=True)
     except PermanentError as exc:
-        return _failed(storage, message_id, exc.reason)
+        # A customer who blocked the bot: mark that identity unreachable so agents see why (Telegram's 403).
+        return _failed(storage, message_id, exc.reason, unreachable=bool(getattr(exc, "unreachable", False)))
     except LookupError as exc:  # no channel can send this (unknown channel, inbox deleted)
         return _failed(storage, message_id, str(exc))
     except Exception as exc:
@@ -196,7 +197,11 @@ def build_outbound(session: Session, storage: Storage, msg: Message, inbox: Inbo
         reply_to_external_id=answered.external_id if answered is not None else None,
         attachments=tuple(attachments),
         auto_generated=msg.is_auto,
-        meta={"ticket_id": msg.ticket_id, "attempt": msg.delivery_attempts},
+        meta={
+            "ticket_id": msg.ticket_id,
+            "attempt": msg.delivery_attempts,
+            "author_name": msg.author.name if msg.author is not None else "",
+        },
     )
 
 
@@ -247,7 +252,7 @@ def _temporary(storage: Storage, message_id: int, reason: str, retry_after: floa
     return "delayed"
 
 
-def _failed(storage: Storage, message_id: int, reason: str, *, reauth: bool = False) -> str:
+def _failed(storage: Storage, message_id: int, reason: str, *, reauth: bool = False, unreachable: bool = False) -> str:
     with storage.factory() as session, session.begin():
         msg = session.get(Message, message_id)
         assert msg is not None
@@ -255,6 +260,10 @@ def _failed(storage: Storage, message_id: int, reason: str, *, reauth: bool = Fa
         msg.delivery_error = reason
         msg.next_attempt_at = None
         _announce(session, msg)
+        if unreachable and msg.identity_id is not None:
+            identity = session.get(Identity, msg.identity_id)
+            if identity is not None:
+                identity.unreachable = reason[:200]
         if reauth:
             inbox = session.get(Inbox, msg.inbox_id)
             if inbox is not None:
