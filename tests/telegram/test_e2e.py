@@ -19,7 +19,7 @@ from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
 from inbox.config import Settings
-from inbox.models import Attachment, Inbox, Message, Team
+from inbox.models import Attachment, Identity, Inbox, Message, Team
 from inbox.runtime import Storage
 from tests.factories import make_team, make_user
 from tests.telegram.botapi_stub import TOKEN, BotApiStub
@@ -173,6 +173,8 @@ def test_flood_control_delays_and_a_block_fails_the_reply(site: Site, tg: BotApi
     with site.storage.factory() as session:
         msg = session.get(Message, second)
         assert msg is not None and (msg.delivery_state, msg.delivery_error) == ("failed", "bot blocked by the user")
+        identity = session.get(Identity, msg.identity_id)
+        assert identity is not None and identity.unreachable == "bot blocked by the user"
 
 
 def test_the_webhook_job_and_typing_run_on_a_real_worker(site: Site, tg: BotApiStub) -> None:
