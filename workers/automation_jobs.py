@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 from rq.job import Job
+from sqlalchemy.orm import Session
 
 from inbox import events
 from tickets import automation, webhooks
@@ -65,7 +66,7 @@ def process_event(name: str, room: str, payload: dict[str, Any]) -> dict[str, An
             fired = automation.run_rules(session, trigger, mail_domain=mail_domain)
         if webhooks.event_room_matches(name, room):
             deliveries = webhooks.create_deliveries(session, name, payload)
-        wanted = {"rules": sorted(automation.wanted_events(session)), "webhooks": sorted(webhooks.wanted_events(session))}
+        wanted = wanted_events(session)
     publish_gate(wanted)
     for delivery_id in deliveries:
         enqueue_webhook(delivery_id)
@@ -148,6 +149,11 @@ def _record(delivery_id: int, attempts: int, status: int | None, error: str | No
     elif state == "failed":
         log.warning("webhook %s failed: %s", delivery_id, error)
     return state
+
+
+def wanted_events(session: Session) -> dict[str, list[str]]:
+    """The events enabled rules and subscriptions listen to (what ``AutomationEnqueuer`` lets through)."""
+    return {"rules": sorted(automation.wanted_events(session)), "webhooks": sorted(webhooks.wanted_events(session))}
 
 
 # --- enqueueing -------------------------------------------------------------------------------------------------
