@@ -57,7 +57,11 @@ def run_jobs() -> None:
     SimpleWorker(queues, connection=runtime.redis()).work(burst=True, logging_level="WARNING")
 
 
-@pytest.mark.parametrize("style", ["rfc3834", "naive", "broken-threading"])
+@pytest.mark.parametrize(
+    ("db_url", "style"),
+    [("sqlite", "rfc3834"), ("sqlite", "naive"), ("sqlite", "broken-threading"), ("postgresql", "naive")],
+    indirect=["db_url"],
+)
 def test_out_of_office_loop_gets_at_most_one_automatic_mail_per_thread(
     wk: Storage, dovecot: Dovecot, imap_user: str, style: str
 ) -> None:
