@@ -192,6 +192,17 @@ def publish_gate(wanted: dict[str, list[str]]) -> None:
     AutomationEnqueuer.cache = (0.0, None)
 
 
+def refresh_gate() -> None:
+    """Publish what rules and webhooks want from the database (a worker at start-up, before any job)."""
+    try:
+        with runtime.storage().factory() as session:
+            wanted = wanted_events(session)
+    except Exception:  # no schema yet (before `helpline db upgrade`): publishers let everything through
+        log.warning("could not read automation rules for the event filter", exc_info=True)
+        return
+    publish_gate(wanted)
+
+
 class AutomationEnqueuer:
     """Event publisher: enqueue ``process_event`` for each committed event a rule or webhook wants."""
 

@@ -156,6 +156,9 @@ def preload() -> None:
     publisher = _state.get("publisher")
     if isinstance(publisher, SocketIOEmitter):
         publisher.warm()
+    from workers.automation_jobs import refresh_gate
+
+    refresh_gate()  # so that ingest enqueues automation jobs only for events some rule or webhook wants
 
 
 def install_emitter(url: str | None = None) -> SocketIOEmitter:
