@@ -37,8 +37,13 @@ def log(
     data: dict[str, Any] | None = None,
     live_event: str = events.TICKET_UPDATED,
 ) -> TicketEvent:
-    """Record one change to ``ticket`` and queue its live event for after the commit."""
-    row = TicketEvent(ticket=ticket, actor_id=actor_id, kind=kind, data=data or {})
+    """Record one change to ``ticket`` and queue its live event for after the commit.
+
+    While an automation rule acts, ``session.info["audit_context"]`` holds ``{"automation": {...}}``: every change
+    it makes is then recorded as done by that rule, and the event carries the rule chain (the loop guard).
+    """
+    data = (data or {}) | session.info.get("audit_context", {})
+    row = TicketEvent(ticket=ticket, actor_id=actor_id, kind=kind, data=data)
     session.add(row)
     payload = ticket_payload(ticket) | {"change": kind, "actor_id": actor_id, "data": data or {}}
     events.record(session, live_event, f"inbox:{ticket.inbox_id}", payload)

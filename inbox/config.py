@@ -60,6 +60,8 @@ class Settings:
     base_url: str = "http://127.0.0.1:5000"
     # Mark session cookies Secure (https only).
     secure_cookies: bool = False
+    # Let outgoing webhooks post to loopback/private-network addresses (off: a webhook URL cannot reach inside).
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +80,7 @@ class Settings:
             mail_domain=env.get("HELPLINE_MAIL_DOMAIN", "helpline.local"),
             base_url=env.get("HELPLINE_BASE_URL", "http://127.0.0.1:5000"),
             secure_cookies=parse_boolean(env.get("HELPLINE_SECURE_COOKIES", "false")),
+            webhook_allow_private=parse_boolean(env.get("HELPLINE_WEBHOOK_ALLOW_PRIVATE", "false")),
         )
         if settings.env == "production" and not settings.secret_key:
             raise ConfigError("SECRET_KEY must be set when HELPLINE_ENV=production")

@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         app.register_blueprint(bp)
     app.register_blueprint(report_views.bp)  # team-lead reports and the live queue (issue 9)
     onboarding_views.init_app(app)  # first-run wizard and the /settings pages (issue 10)
+    from web import automation_views
+
+    app.register_blueprint(automation_views.bp)  # automation rules and outgoing webhooks (admins)
     realtime.init_app(app, app.config["HELPLINE_REDIS_URL"])
     widget_views.init_app(app)  # the public chat widget: routes, its CSRF exemption, the /widget namespace
     return app

@@ -90,6 +90,8 @@ def worker_command(queues: Sequence[str], burst: bool, simple: bool, with_schedu
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import SimpleWorker, Worker
 
+    import workers.automation_jobs
+
     # Imported before the first fork, so each work horse starts with the job modules loaded.
     import workers.inbound
     import workers.maintenance

@@ -39,3 +39,29 @@ def init_app(app: Flask) -> None:
     except ImportError:
         return
     runtime.configure(app.config["HELPLINE_SETTINGS"], url)
+    from workers.automation_jobs import install_automation_enqueuer
+
+    install_automation_enqueuer()  # agents' changes and chat messages run automation rules and webhooks
+
+
+def automation_changed(wanted: dict[str, list[str]]) -> None:
+    """Tell the publishers of every process which events rules and webhooks now want (after a settings change)."""
+    if not current_app.config.get("HELPLINE_REDIS_URL"):
+        return
+    from workers.automation_jobs import publish_gate
+
+    publish_gate(wanted)
+
+
+def enqueue_webhook(delivery_id: int) -> bool:
+    """Ask a worker to send one webhook delivery now (the settings page's test event); False without Redis."""
+    if not current_app.config.get("HELPLINE_REDIS_URL"):
+        return False
+    from workers.automation_jobs import enqueue_webhook as enqueue
+
+    try:
+        enqueue(delivery_id)
+    except Exception:
+        log.warning("enqueue of webhook delivery %s failed", delivery_id, exc_info=True)
+        return False
+    return True

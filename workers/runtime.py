@@ -55,6 +55,9 @@ def _reset_locked() -> None:
 
         events.remove_publisher(publisher)
         events.remove_publisher(DeliveryEnqueuer())
+        from workers.automation_jobs import remove_automation_enqueuer
+
+        remove_automation_enqueuer()
     _state.clear()
 
 
@@ -112,6 +115,10 @@ def _install_emitter_locked() -> None:
     _state["publisher"] = publisher
     # Replies queued by jobs (retries, automation) are enqueued after commit, as in the web process.
     events.add_publisher(DeliveryEnqueuer())
+    # Committed domain events run automation rules and outgoing webhooks as jobs.
+    from workers.automation_jobs import install_automation_enqueuer
+
+    install_automation_enqueuer()
 
 
 class SocketIOEmitter:
@@ -149,6 +156,9 @@ def preload() -> None:
     publisher = _state.get("publisher")
     if isinstance(publisher, SocketIOEmitter):
         publisher.warm()
+    from workers.automation_jobs import refresh_gate
+
+    refresh_gate()  # so that ingest enqueues automation jobs only for events some rule or webhook wants
 
 
 def install_emitter(url: str | None = None) -> SocketIOEmitter:

@@ -23,7 +23,7 @@ from web.realtime import socketio
 
 PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step only with a pending sign-in)
 # Blueprints signed-in agents use: the matrix covers every route of these.
-ADMIN_ONLY = {"admin", "audit", "channel_settings", "contact_import"}
+ADMIN_ONLY = {"admin", "audit", "channel_settings", "contact_import", "automation"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
 # Blueprints only some roles may use at all; everyone else gets 403 on every route of them.
 ROLE_GATES = {"reports": {"lead", "admin"}} | {name: {"admin"} for name in ADMIN_ONLY}
@@ -35,6 +35,7 @@ OURS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "admin"}
 OTHER_BLUEPRINTS = {"api", "health", "widget", "webhooks", "instagram_webhook", "onboarding", None}  # None: /static
 # Issue 10's wizard and admin-only settings pages: their own 403/CSRF matrix is tests/settings/test_access.py.
 OTHER_BLUEPRINTS |= {"onboarding", "channel_settings", "contact_import", "audit"}
+OTHER_BLUEPRINTS |= {"automation"}  # rules and webhooks (admin-only): tests/automation/test_views.py
 # Form data that would change something if a check were missing.
 FORMS = {
     "tickets.reply": {"text": "leak"},
@@ -84,6 +85,8 @@ def url_for_rule(rule: Rule, world: World) -> str:
         "inbox_id": world.inbox_a,
         "sha": "0" * 64,
         "index": 0,
+        "rule_id": 1,
+        "webhook_id": 1,
     }
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: add an id for {missing} to the matrix"

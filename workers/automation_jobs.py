@@ -1,0 +1,244 @@
+"""Automation and outgoing webhooks as RQ jobs: ``process_event`` (run the rules for one event and record its
+webhook deliveries) and ``send_webhook`` (POST one delivery, retried with backoff and jitter).
+
+``AutomationEnqueuer`` is the event publisher that enqueues ``process_event`` after a commit. Ingest must stay
+fast, so it enqueues only events some enabled rule or subscription wants: that set lives in Redis
+(``GATE_KEY``, rewritten by every ``process_event`` and by the settings pages) and is cached here for
+``GATE_TTL`` seconds. Without the key (a flushed Redis) every candidate event is enqueued, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from typing import Any
+
+import requests
+from rq.job import Job
+from sqlalchemy.orm import Session
+
+from inbox import events
+from tickets import automation, webhooks
+from workers import runtime
+
+log = logging.getLogger(__name__)
+
+GATE_KEY = "helpline:automation:wanted"
+GATE_TTL = 2.0  # seconds a process trusts its cached copy (a new rule acts within this time)
+AUTOMATION_TIMEOUT = 120  # seconds one process_event job may take
+WEBHOOK_TIMEOUT = 60
+HTTP_TIMEOUT = (5.0, 15.0)  # connect, read seconds
+BACKOFF = [10, 60, 300, 1800, 7200]  # seconds before retry n of a webhook (network error, 408, 429, 5xx)
+JITTER = 0.2
+USER_AGENT = "Helpline-Webhooks/1"
+
+
+def _backoff() -> list[int]:
+    if raw := os.environ.get("HELPLINE_WEBHOOK_BACKOFF"):  # tests shorten the clock of worker subprocesses
+        return [int(x) for x in raw.split(",")]
+    return BACKOFF
+
+
+def backoff_delay(attempts: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    """Seconds before the next attempt after ``attempts`` failures; the receiver's Retry-After wins (capped)."""
+    if retry_after is not None and retry_after > 0:
+        return min(float(retry_after), 3600.0)
+    steps = _backoff()
+    base = steps[min(max(attempts, 1), len(steps)) - 1]
+    return float(base) * (1 + (rng or random).uniform(-JITTER, JITTER))
+
+
+# --- the jobs ---------------------------------------------------------------------------------------------------
+
+
+def process_event(name: str, room: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run the automation rules for one committed domain event and fan it out to webhook subscriptions."""
+    storage = runtime.storage()
+    mail_domain = runtime.settings().mail_domain
+    fired: list[int] = []
+    deliveries: list[int] = []
+    with storage.factory() as session, session.begin():
+        trigger = automation.trigger_for(name, room, payload)
+        if trigger is not None:
+            fired = automation.run_rules(session, trigger, mail_domain=mail_domain)
+        if webhooks.event_room_matches(name, room):
+            deliveries = webhooks.create_deliveries(session, name, payload)
+        wanted = wanted_events(session)
+    publish_gate(wanted)
+    for delivery_id in deliveries:
+        enqueue_webhook(delivery_id)
+    if fired:
+        log.info("automation: %s on %s fired rules %s", name, room, fired)
+    return {"fired": fired, "webhooks": deliveries}
+
+
+def send_webhook(delivery_id: int) -> str:
+    """POST one webhook delivery; returns its new state."""
+    storage = runtime.storage()
+    settings = runtime.settings()
+    with storage.factory() as session, session.begin():
+        delivery = session.get(webhooks.WebhookDelivery, delivery_id)
+        if delivery is None or delivery.state in ("delivered", "failed"):
+            return "skipped"
+        sub = delivery.subscription
+        if not sub.enabled and delivery.event != webhooks.PING:
+            webhooks.record_attempt(delivery, state="failed", status_code=None, error="subscription disabled",
+                                    duration_ms=0)
+            return "failed"
+        delivery.attempts += 1
+        attempts = delivery.attempts
+        try:
+            url = webhooks.check_url(sub.url, allow_private=settings.webhook_allow_private)
+            secret = webhooks.signing_secret(settings.secret_key, sub)
+        except Exception as exc:  # a refused target or an undecryptable secret: retrying cannot help
+            webhooks.record_attempt(delivery, state="failed", status_code=None, error=str(exc), duration_ms=0)
+            log.warning("webhook %s: %s", delivery_id, exc)
+            return "failed"
+        body = webhooks.body_for(delivery)
+        event_name, event_id = delivery.event, delivery.event_id
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        webhooks.SIGNATURE_HEADER: webhooks.sign(secret, timestamp, body),
+        webhooks.TIMESTAMP_HEADER: str(timestamp),
+        "X-Helpline-Event": event_name,
+        "X-Helpline-Delivery": event_id,
+    }
+    started = time.monotonic()
+    status: int | None = None
+    retry_after: float | None = None
+    try:
+        # No redirects: a 30x to an internal address would undo the target check.
+        response = requests.post(url, data=body, headers=headers, timeout=HTTP_TIMEOUT, allow_redirects=False)
+        status = response.status_code
+        error = None if 200 <= status < 300 else f"HTTP {status} {response.reason}: {response.text[:300]}"
+        retryable = status in (408, 429) or status >= 500
+        if (raw := response.headers.get("Retry-After", "")).isdigit():
+            retry_after = float(raw)
+    except requests.RequestException as exc:
+        error, retryable = f"{type(exc).__name__}: {exc}", True
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _record(delivery_id, attempts, status, error, retryable, retry_after, duration_ms)
+
+
+def _record(delivery_id: int, attempts: int, status: int | None, error: str | None, retryable: bool,
+            retry_after: float | None, duration_ms: int) -> str:
+    storage = runtime.storage()
+    delay: float | None = None
+    with storage.factory() as session, session.begin():
+        delivery = session.get(webhooks.WebhookDelivery, delivery_id)
+        if delivery is None:
+            return "skipped"  # the subscription was deleted meanwhile
+        if error is None:
+            state = "delivered"
+        elif retryable and attempts <= len(_backoff()):
+            state, delay = "retrying", backoff_delay(attempts, retry_after)
+        else:
+            state = "failed"
+            if retryable:
+                error = f"gave up after {attempts} attempts: {error}"
+        webhooks.record_attempt(delivery, state=state, status_code=status, error=error, duration_ms=duration_ms,
+                                retry_in=delay)
+    if delay is not None:
+        log.info("webhook %s: attempt %s failed (%s); retrying in %.1fs", delivery_id, attempts, error, delay)
+        enqueue_webhook(delivery_id, delay=delay)
+    elif state == "failed":
+        log.warning("webhook %s failed: %s", delivery_id, error)
+    return state
+
+
+def wanted_events(session: Session) -> dict[str, list[str]]:
+    """The events enabled rules and subscriptions listen to (what ``AutomationEnqueuer`` lets through)."""
+    return {"rules": sorted(automation.wanted_events(session)), "webhooks": sorted(webhooks.wanted_events(session))}
+
+
+# --- enqueueing -------------------------------------------------------------------------------------------------
+
+
+def enqueue_event(name: str, room: str, payload: dict[str, Any]) -> Job:
+    return runtime.queue(runtime.DEFAULT).enqueue(
+        "workers.automation_jobs.process_event", name, room, payload,
+        job_timeout=AUTOMATION_TIMEOUT, result_ttl=60, failure_ttl=7 * 24 * 3600,
+        description=f"automation for {name} on {room}",
+    )
+
+
+def enqueue_webhook(delivery_id: int, delay: float = 0.0) -> Job:
+    q = runtime.queue(runtime.DEFAULT)
+    opts: dict[str, Any] = {
+        "job_id": f"webhook-{delivery_id}",
+        "job_timeout": WEBHOOK_TIMEOUT,
+        "result_ttl": 60,
+        "failure_ttl": 7 * 24 * 3600,
+        "description": f"send webhook delivery {delivery_id}",
+    }
+    if delay > 0:
+        import datetime as dt
+
+        return q.enqueue_in(dt.timedelta(seconds=delay), "workers.automation_jobs.send_webhook", delivery_id, **opts)
+    return q.enqueue("workers.automation_jobs.send_webhook", delivery_id, **opts)
+
+
+def publish_gate(wanted: dict[str, list[str]]) -> None:
+    """Tell every process which events automation and webhooks want (called after their settings change)."""
+    try:
+        runtime.redis().set(GATE_KEY, json.dumps(wanted))
+    except Exception:
+        log.warning("could not publish the automation event filter", exc_info=True)
+    AutomationEnqueuer.cache = (0.0, None)
+
+
+def refresh_gate() -> None:
+    """Publish what rules and webhooks want from the database (a worker at start-up, before any job)."""
+    try:
+        with runtime.storage().factory() as session:
+            wanted = wanted_events(session)
+    except Exception:  # no schema yet (before `helpline db upgrade`): publishers let everything through
+        log.warning("could not read automation rules for the event filter", exc_info=True)
+        return
+    publish_gate(wanted)
+
+
+class AutomationEnqueuer:
+    """Event publisher: enqueue ``process_event`` for each committed event a rule or webhook wants."""
+
+    cache: tuple[float, dict[str, set[str]] | None] = (0.0, None)
+
+    def wanted(self) -> dict[str, set[str]] | None:
+        fetched_at, value = AutomationEnqueuer.cache
+        if time.monotonic() - fetched_at < GATE_TTL:
+            return value
+        raw = runtime.redis().get(GATE_KEY)
+        value = {k: set(v) for k, v in json.loads(raw).items()} if raw else None
+        AutomationEnqueuer.cache = (time.monotonic(), value)
+        return value
+
+    def __call__(self, ev: events.DomainEvent) -> None:
+        wanted = self.wanted()
+        for_rules = automation.trigger_for(ev.name, ev.room, ev.payload) is not None and (
+            wanted is None or ev.name in wanted.get("rules", ())
+        )
+        for_hooks = webhooks.event_room_matches(ev.name, ev.room) and (
+            wanted is None or ev.name in wanted.get("webhooks", ())
+        )
+        if for_rules or for_hooks:
+            enqueue_event(ev.name, ev.room, dict(ev.payload))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AutomationEnqueuer)
+
+    def __hash__(self) -> int:
+        return hash(AutomationEnqueuer)
+
+
+def install_automation_enqueuer() -> None:
+    """Enqueue automation and webhooks after commit in this process (web, workers, ``helpline inbox sync``)."""
+    events.add_publisher(AutomationEnqueuer())
+
+
+def remove_automation_enqueuer() -> None:
+    events.remove_publisher(AutomationEnqueuer())
