@@ -280,3 +280,4 @@ class Quarantine(Base):
 # Base.metadata (Alembic, tests) has them.
 from inbox.settings_models import AuditLog, WorkspaceSetting  # noqa: E402, F401
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget  # noqa: E402, F401
+from inbox.telegram_models import TelegramUpdate  # noqa: E402, F401

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.errors import PermanentError
+from connectors.errors import PermanentError, TemporaryError
 from connectors.telegram import CHANNEL, MediaRef, ParsedUpdate, TelegramChannel, human_size, parse_update_full
 from inbox import events
 from inbox.crypto import decrypt_json
@@ -35,6 +35,7 @@ from inbox.identities import find_identity
 from inbox.ingest import InboundAttachment, find_message, ingest, message_payload
 from inbox.models import Attachment, Inbox, Message, Quarantine
 from inbox.runtime import Storage
+from inbox.telegram_models import TelegramUpdate
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,12 @@ def _stored_ids(storage: Storage, inbox_id: int, updates: list[dict[str, Any]], 
 
 
 def prepare_update(channel: TelegramChannel, update: dict[str, Any], max_bytes: int, groups: bool,
-                   stored: set[str] | None = None) -> PreparedUpdate:
-    """Parse an update and download its files (unless the message is stored already). Network only, no DB."""
+                   stored: set[str] | None = None, *, give_up: bool = False) -> PreparedUpdate:
+    """Parse an update and download its files (unless the message is stored already). Network only, no DB.
+
+    A download that fails for now raises TemporaryError (try the whole update again later), unless ``give_up``:
+    after many tries the message is stored with the file listed as not downloaded, rather than never.
+    """
     parsed = safe_parse(update, groups)
     if parsed.action != "ingest" or parsed.inbound is None or not parsed.media:
         return PreparedUpdate(update, parsed)
@@ -187,6 +192,11 @@ def prepare_update(channel: TelegramChannel, update: dict[str, Any], max_bytes: 
             got = channel.download(ref.file_id, max_bytes)
         except PermanentError as exc:  # the file is gone or refused; TemporaryError propagates: fetch again
             skipped.append((ref, f"not downloadable: {exc.reason}"[:200]))
+            continue
+        except TemporaryError as exc:
+            if not give_up:
+                raise
+            skipped.append((ref, f"not downloaded, Telegram kept failing: {exc.reason}"[:200]))
             continue
         if got.data is None:
             skipped.append((ref, got.skipped_reason or "not downloaded"))
@@ -309,14 +319,21 @@ def quarantine(session: Session, inbox: Inbox, raw: dict[str, Any], error: str) 
 
 
 def handle_telegram_update(inbox_id: int, update: dict[str, Any]) -> str:
-    """The RQ job for one webhook update (ids and JSON only, as RQ's docs advise); see ``store_update``."""
+    """The RQ job for one webhook update (ids and JSON only, as RQ's docs advise); see
+    ``workers.telegram_updates.process_update`` for its bookkeeping of the stored ``telegram_update`` row."""
     from workers import runtime
+    from workers.telegram_updates import process_update
 
-    return store_update(runtime.storage(), inbox_id, update)
+    return process_update(runtime.storage(), inbox_id, update)
 
 
-def store_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> str:
-    """Store one update received by the webhook (downloads first, then one transaction). Returns the outcome."""
+def store_update(storage: Storage, inbox_id: int, update: dict[str, Any], *, row_id: int | None = None,
+                 give_up: bool = False) -> str:
+    """Store one update received by the webhook (downloads first, then one transaction). Returns the outcome.
+
+    With ``row_id`` (its ``telegram_update`` row) the row is locked and marked done in the same transaction as the
+    message, so two jobs for one update (a re-enqueue racing the first) store it once.
+    """
     access = load_access(storage, inbox_id)
     parsed = safe_parse(update, access.groups)
     stored: set[str] = set()
@@ -325,13 +342,22 @@ def store_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> str
             if find_message(session, inbox_id, parsed.inbound.external_id) is not None:
                 stored.add(parsed.inbound.external_id)
     channel = access.channel() if parsed.media and not stored else None
-    item = (prepare_update(channel, update, storage.settings.max_attachment_bytes, access.groups, stored)
+    item = (prepare_update(channel, update, storage.settings.max_attachment_bytes, access.groups, stored,
+                           give_up=give_up)
             if channel is not None else PreparedUpdate(update, parsed, already_stored=bool(stored)))
     with storage.factory() as session, session.begin():
+        row = None
+        if row_id is not None:
+            row = session.get(TelegramUpdate, row_id, with_for_update=True)
+            if row is None or row.state == "done":
+                return "duplicates"
         inbox = session.get(Inbox, inbox_id)
         if inbox is None:
             raise LookupError(f"inbox {inbox_id} does not exist")
-        return apply_update(session, inbox, item)
+        outcome = apply_update(session, inbox, item)
+        if row is not None:
+            row.state, row.outcome, row.error, row.processed_at = "done", outcome, None, utcnow()
+        return outcome
 
 
 def send_typing(storage: Storage, inbox_id: int, handle: str) -> None:
