@@ -122,18 +122,18 @@ def inbox_add_email(
 @inbox_group.command("sync")
 @click.argument("name")
 def inbox_sync(name: str) -> None:
-    """Fetch new mail of one inbox once, in the foreground, and print what was done."""
-    from workers.mail_sync import sync_email_inbox
+    """Fetch what is new in one inbox once, in the foreground, and print what was done."""
+    from workers.sync import sync_inbox  # whatever the inbox's channel
 
     storage = _storage()
     try:
-        result = sync_email_inbox(storage, _find_inbox(storage, name))
+        result = sync_inbox(storage, _find_inbox(storage, name))
     except ChannelError as exc:
         click.echo(f"sync of {name!r} failed: {exc.reason}", err=True)
         sys.exit(1)
     finally:
         storage.dispose()
-    click.echo(f"{name}: {result}")
+    click.echo(f"{name}: {result if result is not None else 'nothing to fetch (this channel pushes its messages)'}")
 
 
 @inbox_group.command("reprocess")

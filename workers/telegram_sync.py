@@ -56,6 +56,7 @@ class SyncResult:
     files: int = 0
     files_skipped: int = 0
     quarantined: int = 0
+    deferred: int = 0  # webhook updates whose media Telegram did not serve this time (tried again later)
 
     def add(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -109,13 +110,15 @@ def load_access(storage: Storage, inbox_id: int) -> InboxAccess:
 def sync_telegram_inbox(storage: Storage, inbox_id: int) -> SyncResult:
     """Fetch and store the inbox's pending updates (getUpdates), batch by batch, each with its offset.
 
-    Raises connectors.errors.* (the caller records them on the inbox). Webhook inboxes are not polled: Telegram
-    refuses getUpdates while a webhook is set.
+    Raises connectors.errors.* (the caller records them on the inbox). Webhook inboxes are not polled (Telegram
+    refuses getUpdates while a webhook is set): their sync processes the webhook updates still waiting for a job.
     """
     access = load_access(storage, inbox_id)
     result = SyncResult()
     if access.config.get("mode") == "webhook":
-        return result
+        from workers.telegram_updates import process_pending
+
+        return process_pending(storage, inbox_id, result)
     channel = access.channel()
     offset: int | None = access.cursor.get("update_offset")
     for _ in range(MAX_BATCHES):

@@ -32,6 +32,7 @@ from inbox.db import utcnow
 from inbox.runtime import Storage
 from inbox.telegram_models import TelegramUpdate
 from workers import runtime
+from workers.telegram_sync import SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,25 @@ def process_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> s
     except LookupError:
         log.info("telegram inbox %s is gone; update %s dropped with it", inbox_id, update_id)
         return "inbox deleted"
+
+
+def process_pending(storage: Storage, inbox_id: int, result: SyncResult) -> SyncResult:
+    """Process the inbox's webhook updates still pending, oldest first, in this process (``helpline inbox sync`` and
+    the scheduler's poll of a webhook inbox). A job running for the same update at once is harmless: the row is
+    locked and checked in the transaction that stores it."""
+    with storage.factory() as session:
+        pending = list(session.execute(
+            select(TelegramUpdate.raw).where(TelegramUpdate.inbox_id == inbox_id, TelegramUpdate.state == "pending")
+            .order_by(TelegramUpdate.update_id).limit(SWEEP_BATCH)
+        ).scalars())
+    for raw in pending:
+        result.fetched += 1
+        try:
+            outcome = process_update(storage, inbox_id, dict(raw))
+        except ChannelError:
+            outcome = "deferred"
+        result.add(outcome if hasattr(result, outcome) else "ignored")
+    return result
 
 
 _PENDING_JOB = ("queued", "started", "scheduled", "deferred")
