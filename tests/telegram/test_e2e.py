@@ -6,6 +6,7 @@ SQLite file only (the storage paths are covered on both databases by test_sync a
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -189,11 +190,16 @@ def test_flood_control_delays_and_a_block_fails_the_reply(site: Site, tg: BotApi
 
     tg.fail("sendMessage", 429, retry_after=7)
     enqueue_delivery(first)
+    before = dt.datetime.now(dt.UTC)
     site.deliver()
+    after = dt.datetime.now(dt.UTC)
     with site.storage.factory() as session:
         msg = session.get(Message, first)
         assert msg is not None and msg.delivery_state == "delayed"
         assert msg.next_attempt_at is not None and msg.delivery_error == "Telegram flood control: retry in 7 s"
+        # Telegram's retry_after, not our own backoff (10 s ± 20 %), sets the next attempt.
+        wait = dt.timedelta(seconds=7)
+        assert before + wait <= msg.next_attempt_at <= after + wait
         ticket = lifecycle.get_ticket(session, message.ticket_id)
         second = lifecycle.reply(session, ticket, "Sind Sie noch da?", by=None).id
         session.commit()
