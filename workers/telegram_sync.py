@@ -261,7 +261,7 @@ def _ingest(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
             inbound = replace(inbound, ticket_token=answered.ticket_id)
     message = ingest(session, inbox.id, inbound)
     if message is None:
-        return "duplicates"
+        return _late_original(session, inbox, item)
     for ref, reason in item.skipped_files:
         session.add(Attachment(message=message, filename=ref.filename, content_type=ref.content_type,
                                size=ref.file_size or 0, skipped_reason=reason[:200]))
@@ -277,9 +277,14 @@ def _edit(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
     assert parsed.inbound is not None
     message = find_message(session, inbox.id, parsed.inbound.external_id)
     if message is None:
-        # The original predates the inbox (or was lost to a purge): the edited text is all there is.
-        item = replace(item, parsed=replace(parsed, action="ingest"))
-        return _ingest(session, inbox, item)
+        # The original predates the inbox, or its webhook job runs after this one (several workers): the edited
+        # text is stored as the message, marked edited; an original arriving later joins its history.
+        outcome = _ingest(session, inbox, replace(item, parsed=replace(parsed, action="ingest")))
+        created = find_message(session, inbox.id, parsed.inbound.external_id)
+        if outcome == "stored" and created is not None:
+            at = (parsed.edited_at or utcnow()).isoformat()
+            created.meta = dict(created.meta or {}) | {"edited_at": at, "edits": [], "original_missing": True}
+        return outcome
     if message.body_text == parsed.inbound.text:
         return "duplicates"  # a redelivered edit (webhook retry) changes nothing
     edited_at = parsed.edited_at or utcnow()
@@ -292,6 +297,25 @@ def _edit(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
     payload = message_payload(message) | {"edited_at": meta["edited_at"]}
     events.record(session, events.MESSAGE_UPDATED, f"ticket:{message.ticket_id}", payload)
     events.record(session, events.MESSAGE_UPDATED, f"inbox:{inbox.id}", payload)
+    return "edited"
+
+
+def _late_original(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
+    """A message stored already; if it was stored from its edit, this is the original text: keep it as the first
+    version, so agents see the whole history whatever order the updates were processed in."""
+    parsed = item.parsed
+    assert parsed.inbound is not None
+    message = find_message(session, inbox.id, parsed.inbound.external_id)
+    if message is None or not (message.meta or {}).get("original_missing"):
+        return "duplicates"
+    meta = dict(message.meta or {})
+    del meta["original_missing"]
+    if parsed.inbound.text != message.body_text:
+        first = {"text": parsed.inbound.text, "replaced_at": meta.get("edited_at") or utcnow().isoformat()}
+        meta["edits"] = [first, *meta.get("edits", [])]
+    message.meta = meta
+    session.flush()
+    events.record(session, events.MESSAGE_UPDATED, f"ticket:{message.ticket_id}", message_payload(message))
     return "edited"
 
 

@@ -33,3 +33,8 @@ def test_edits_show_behind_a_marker_oldest_first_and_escaped(settings: Settings)
 def test_unedited_messages_show_nothing(settings: Settings) -> None:
     assert render(settings, None).strip() == ""
     assert render(settings, {"kind": "text"}).strip() == ""
+
+
+def test_an_edit_whose_original_never_arrived_says_so(settings: Settings) -> None:
+    html = render(settings, {"edited_at": "2025-11-25T10:50:00+00:00", "edits": [], "original_missing": True})
+    assert "edited</span> 2025-11-25 10:50 UTC · the earlier text never reached Helpline" in html

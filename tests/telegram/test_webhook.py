@@ -282,3 +282,24 @@ def test_a_real_worker_process_stores_webhook_updates(
     with storage.factory() as session:
         assert sorted(session.scalars(select(Message.external_id))) == ["5550192834:41", "5550192834:42"]
     workers.kill(proc)
+
+
+def test_an_edit_processed_before_its_original_keeps_both_versions(app: Flask, hook: str, redis: Redis) -> None:
+    storage: Storage = app.extensions["helpline"]
+    inbox_id = rows_inbox(app)
+    # Two workers: the edit's job runs first, the original's second.
+    assert telegram_updates.process_update(storage, inbox_id, load_update("edited_message")) == "stored"
+    assert telegram_updates.process_update(storage, inbox_id, load_update("private_text")) == "edited"
+    assert telegram_updates.process_update(storage, inbox_id, load_update("private_text")) == "duplicates"
+    with storage.factory() as session:
+        (msg,) = session.scalars(select(Message))
+        assert "#10443" in msg.body_text
+        (original,) = msg.meta["edits"]
+        assert "#10442" in original["text"] and "original_missing" not in msg.meta
+
+
+def rows_inbox(app: Flask) -> int:
+    from inbox.models import Inbox
+
+    with app.extensions["helpline"].factory() as session:
+        return int(session.scalars(select(Inbox.id)).one())
