@@ -41,6 +41,9 @@ GIVE_UP_AFTER = len(RETRY_INTERVALS) + 1  # failed tries before a file that will
 PENDING_GRACE = dt.timedelta(seconds=30)  # a row this young still has its own job on the way
 KEEP_DONE = dt.timedelta(days=3)  # Telegram gives up redelivering long before this
 SWEEP_BATCH = 500
+# Past this many failed tries an update is not enqueued again by the sweeper (a bug, not a download: downloads are
+# given up after GIVE_UP_AFTER); it stays pending with its error for an admin (``helpline inbox sync`` retries it).
+SWEEP_MAX_ATTEMPTS = 3 * GIVE_UP_AFTER
 JOB_TIMEOUT = 300  # seconds: an update with a 20 MB file to download
 TYPING_EVERY = 4  # seconds: at most one sendChatAction per chat this often (Telegram shows it for 5 s)
 TYPING_TTL = 10  # seconds a typing job may wait in the queue before it is pointless
@@ -93,19 +96,23 @@ def process_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> s
         return "duplicates"
     try:
         return store_update(storage, inbox_id, update, row_id=row_id, give_up=attempts + 1 >= GIVE_UP_AFTER)
-    except ChannelError as exc:
-        if row_id is not None:
-            with storage.factory() as session, session.begin():
-                failed = session.get(TelegramUpdate, row_id)
-                if failed is not None:
-                    failed.attempts += 1
-                    failed.error = exc.reason[:2000]
-        log.warning("telegram inbox %s: update %s failed (try %d): %s", inbox_id, update_id, attempts + 1,
-                    exc.reason)
-        raise  # RQ retries it after the next interval
     except LookupError:
         log.info("telegram inbox %s is gone; update %s dropped with it", inbox_id, update_id)
         return "inbox deleted"
+    except Exception as exc:
+        reason = exc.reason if isinstance(exc, ChannelError) else f"internal error: {exc!r}"
+        if row_id is not None:
+            _record_failure(storage, row_id, reason)
+        log.warning("telegram inbox %s: update %s failed (try %d): %s", inbox_id, update_id, attempts + 1, reason)
+        raise  # RQ retries it after the next interval (a bug lands in the failed-job registry in the end)
+
+
+def _record_failure(storage: Storage, row_id: int, reason: str) -> None:
+    with storage.factory() as session, session.begin():
+        failed = session.get(TelegramUpdate, row_id)
+        if failed is not None:
+            failed.attempts += 1
+            failed.error = reason[:2000]
 
 
 def process_pending(storage: Storage, inbox_id: int, result: SyncResult) -> SyncResult:
@@ -121,7 +128,7 @@ def process_pending(storage: Storage, inbox_id: int, result: SyncResult) -> Sync
         result.fetched += 1
         try:
             outcome = process_update(storage, inbox_id, dict(raw))
-        except ChannelError:
+        except Exception:  # noqa: BLE001 - recorded on its row by process_update; the next update must not wait
             outcome = "deferred"
         result.add(outcome if hasattr(result, outcome) else "ignored")
     return result
@@ -141,7 +148,8 @@ def sweep_telegram_updates(now: dt.datetime | None = None) -> int:
     with storage.factory() as session:
         rows = session.execute(
             select(TelegramUpdate.inbox_id, TelegramUpdate.raw)
-            .where(TelegramUpdate.state == "pending", TelegramUpdate.received_at < now - PENDING_GRACE)
+            .where(TelegramUpdate.state == "pending", TelegramUpdate.received_at < now - PENDING_GRACE,
+                   TelegramUpdate.attempts < SWEEP_MAX_ATTEMPTS)
             .order_by(TelegramUpdate.id)
             .limit(SWEEP_BATCH)
         ).all()

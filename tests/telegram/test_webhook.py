@@ -303,3 +303,27 @@ def rows_inbox(app: Flask) -> int:
 
     with app.extensions["helpline"].factory() as session:
         return int(session.scalars(select(Inbox.id)).one())
+
+
+def test_a_bug_is_recorded_on_the_update_and_not_swept_forever(app: Flask, hook: str, redis: Redis,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import telegram_sync
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(telegram_sync, "store_update", broken)
+    monkeypatch.setattr(telegram_updates, "PENDING_GRACE", telegram_updates.dt.timedelta(0))
+    post(app.test_client(), hook, load_update("private_text"))
+    work(redis)  # fails; RQ schedules its retry
+    (row,) = rows(app)
+    assert (row.state, row.attempts, row.error) == ("pending", 1, "internal error: RuntimeError('a bug')")
+    with app.extensions["helpline"].factory() as session, session.begin():
+        stuck = session.get(TelegramUpdate, row.id)
+        assert stuck is not None
+        stuck.attempts = telegram_updates.SWEEP_MAX_ATTEMPTS
+    Queue(runtime.INBOUND, connection=redis).scheduled_job_registry.remove(
+        telegram_updates.job_id(row.inbox_id, row.update_id), delete_job=True)
+    assert telegram_updates.sweep_telegram_updates() == 0  # left for an admin, with its error, not retried forever
+    monkeypatch.undo()
+    assert telegram_updates.process_update(runtime.storage(), row.inbox_id, row.raw) == "stored"  # after the fix
