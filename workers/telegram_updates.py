@@ -28,7 +28,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.errors import ChannelError
+from connectors.telegram import CHANNEL
 from inbox.db import utcnow
+from inbox.identities import find_identity
 from inbox.runtime import Storage
 from inbox.telegram_models import TelegramUpdate
 from workers import runtime
@@ -193,9 +195,15 @@ def send_typing_action(inbox_id: int, handle: str) -> str:
     moment has passed by then."""
     from workers.telegram_sync import send_typing
 
+    storage = runtime.storage()
     try:
-        send_typing(runtime.storage(), inbox_id, handle)
+        send_typing(storage, inbox_id, handle)
     except (ChannelError, LookupError) as exc:
         log.info("telegram inbox %s: typing in chat %s not shown: %s", inbox_id, handle, exc)
+        if getattr(exc, "unreachable", False):  # blocked meanwhile: agents see it before they send the reply
+            with storage.factory() as session, session.begin():
+                identity = find_identity(session, CHANNEL, handle)
+                if identity is not None and not identity.unreachable:
+                    identity.unreachable = getattr(exc, "reason", str(exc))[:200]
         return "failed"
     return "sent"

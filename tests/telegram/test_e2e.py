@@ -281,3 +281,10 @@ def test_a_failed_typing_call_is_dropped_quietly(site: Site, tg: BotApiStub) -> 
     assert send_typing_action(site.inbox_id, ANNA) == "failed"  # the moment has passed: no retry
     assert send_typing_action(site.inbox_id, ANNA) == "sent"
     assert tg.actions == [(ANNA, "typing")]
+    tg.push(load_update("private_text"))
+    site.inbound()
+    tg.blocked.add(ANNA)  # she blocked the bot meanwhile: the identity shows it before an agent replies
+    assert send_typing_action(site.inbox_id, ANNA) == "failed"
+    with site.storage.factory() as session:
+        identity = session.scalars(select(Identity)).one()
+        assert identity.unreachable == "bot blocked by the user"
