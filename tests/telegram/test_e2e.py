@@ -16,7 +16,7 @@ import pytest
 import requests
 import socketio
 from click.testing import CliRunner
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from redis import Redis
 from rq import Queue, SimpleWorker
 from sqlalchemy import select
@@ -152,7 +152,17 @@ def test_customer_message_reaches_the_agent_and_the_reply_reaches_the_customer(
         assert reply.delivery_state == "sent" and reply.external_id == f"{ANNA}:{tg.next_message_id}"
 
 
-def test_a_photo_round_trips(site: Site, tg: BotApiStub) -> None:
+def sign_in(site: Site, browser: Browser) -> Page:
+    page = browser.new_context().new_page()
+    page.goto(site.live.url + "/login")
+    page.fill("input[name=email]", site.agent_email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(site.live.url + "/")
+    return page
+
+
+def test_a_photo_round_trips(site: Site, tg: BotApiStub, browser: Browser) -> None:
     tg.add_file(PHOTO, file_id="AgACAgIAAxkBAAIBKmdEq1_large", path="photos/file_21.jpg")
     tg.push(load_update("private_photo_caption"))
     assert tg.webhook_responses == [200]
@@ -162,16 +172,20 @@ def test_a_photo_round_trips(site: Site, tg: BotApiStub) -> None:
         assert (inbound_att.filename, inbound_att.size) == ("photo_AQADsm3.jpg", len(PHOTO))
         message = session.get(Message, inbound_att.message_id)
         assert message is not None and message.body_text == "So sah das Paket bei der Ankunft aus"
-        ticket = lifecycle.get_ticket(session, message.ticket_id)
-        # The agent answers with the same picture ("is this yours?"): the UI attaches files as Attachment rows.
-        reply = lifecycle.reply(session, ticket, "Ist das Ihr Paket?", by=None)
-        session.add(Attachment(message=reply, filename="paket.jpg", content_type="image/jpeg", size=len(PHOTO),
-                               sha256=inbound_att.sha256))
-        session.commit()
-        reply_id = reply.id
-    from workers.enqueue import enqueue_delivery
-
-    enqueue_delivery(reply_id)
+        ticket_id = message.ticket_id
+    # The agent sees her photo, downloads it, and answers with the same picture ("is this yours?").
+    page = sign_in(site, browser)
+    page.goto(f"{site.live.url}/tickets/{ticket_id}")
+    link = page.locator("#thread .attachments a", has_text="photo_AQADsm3.jpg")
+    with page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == PHOTO
+    page.fill("#reply-text", "Ist das Ihr Paket?")
+    page.set_input_files("input[name=files]", files=[{"name": "paket.jpg", "mimeType": "image/jpeg",
+                                                      "buffer": PHOTO}])
+    page.click("#send-reply")
+    expect(page.locator("#thread")).to_contain_text("Ist das Ihr Paket?", timeout=15_000)
+    page.context.close()
     site.deliver()
     (call,) = tg.sent
     assert call.method == "sendPhoto" and call.params["chat_id"] == ANNA
