@@ -110,15 +110,13 @@ def load_access(storage: Storage, inbox_id: int) -> InboxAccess:
 def sync_telegram_inbox(storage: Storage, inbox_id: int) -> SyncResult:
     """Fetch and store the inbox's pending updates (getUpdates), batch by batch, each with its offset.
 
-    Raises connectors.errors.* (the caller records them on the inbox). Webhook inboxes are not polled (Telegram
-    refuses getUpdates while a webhook is set): their sync processes the webhook updates still waiting for a job.
+    Raises connectors.errors.* (the caller records them on the inbox). Webhook inboxes are not polled: Telegram
+    refuses getUpdates while a webhook is set (their updates come as jobs, see workers.telegram_updates).
     """
     access = load_access(storage, inbox_id)
     result = SyncResult()
     if access.config.get("mode") == "webhook":
-        from workers.telegram_updates import process_pending
-
-        return process_pending(storage, inbox_id, result)
+        return result
     channel = access.channel()
     offset: int | None = access.cursor.get("update_offset")
     for _ in range(MAX_BATCHES):

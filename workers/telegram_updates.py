@@ -9,7 +9,8 @@ A webhook update goes, in this order:
 2. ``enqueue_update`` after that commit: the job ``workers.telegram_sync.handle_telegram_update(inbox_id, update)``
    on the ``inbound`` queue. Should Redis be down, the row waits as ``pending`` and ``sweep_telegram_updates``
    (every minute, from the scheduler) enqueues it once Redis is back; it also re-enqueues updates whose job was lost
-   or failed, and forgets processed rows after ``KEEP_DONE``.
+   or failed, and forgets processed rows after ``KEEP_DONE``. ``helpline inbox sync NAME`` processes pending updates
+   in the foreground.
 3. ``process_update`` in a worker: downloads, then one transaction that stores the message and marks the row done.
    A download Telegram does not serve for now fails the job, which RQ retries with backoff; after ``GIVE_UP_AFTER``
    failed tries the message is stored with the file listed as not downloaded, so a message is never held forever.
@@ -44,7 +45,7 @@ PENDING_GRACE = dt.timedelta(seconds=30)  # a row this young still has its own j
 KEEP_DONE = dt.timedelta(days=3)  # Telegram gives up redelivering long before this
 SWEEP_BATCH = 500
 # Past this many failed tries an update is not enqueued again by the sweeper (a bug, not a download: downloads are
-# given up after GIVE_UP_AFTER); it stays pending with its error for an admin (``helpline inbox sync`` retries it).
+# given up after GIVE_UP_AFTER); it stays pending, its error on the row, until ``helpline inbox sync`` retries it.
 SWEEP_MAX_ATTEMPTS = 3 * GIVE_UP_AFTER
 JOB_TIMEOUT = 300  # seconds: an update with a 20 MB file to download
 TYPING_EVERY = 4  # seconds: at most one sendChatAction per chat this often (Telegram shows it for 5 s)
@@ -118,8 +119,8 @@ def _record_failure(storage: Storage, row_id: int, reason: str) -> None:
 
 
 def process_pending(storage: Storage, inbox_id: int, result: SyncResult) -> SyncResult:
-    """Process the inbox's webhook updates still pending, oldest first, in this process (``helpline inbox sync`` and
-    the scheduler's poll of a webhook inbox). A job running for the same update at once is harmless: the row is
+    """Process the inbox's webhook updates still pending, oldest first, in this process (``helpline inbox sync``,
+    e.g. while Redis or the workers are down). A job running for the same update at once is harmless: the row is
     locked and checked in the transaction that stores it."""
     with storage.factory() as session:
         pending = list(session.execute(
