@@ -281,3 +281,4 @@ class Quarantine(Base):
 from inbox.automation_models import AutomationRule, WebhookDelivery, WebhookSubscription  # noqa: E402, F401
 from inbox.settings_models import AuditLog, WorkspaceSetting  # noqa: E402, F401
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget  # noqa: E402, F401
+from inbox.telegram_models import TelegramUpdate  # noqa: E402, F401

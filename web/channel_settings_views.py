@@ -75,7 +75,7 @@ def form_of(inbox: Inbox) -> dict[str, str]:
         )
         values |= {k: c.get(k) for k in keys} | {"folders": ", ".join(c.get("folders") or ["INBOX"])}
     elif inbox.channel == "telegram":
-        values |= {"mode": c.get("mode"), "api_base": c.get("api_base")}
+        values |= {"mode": c.get("mode"), "api_base": c.get("api_base"), "groups": "1" if c.get("groups") else ""}
     elif inbox.channel == "instagram":
         values |= {k: c.get(k) for k in ("profile", "mode", "ig_user_id", "graph_api_base")}
     elif inbox.channel == "webchat":

@@ -122,18 +122,23 @@ def inbox_add_email(
 @inbox_group.command("sync")
 @click.argument("name")
 def inbox_sync(name: str) -> None:
-    """Fetch new mail of one inbox once, in the foreground, and print what was done."""
-    from workers.mail_sync import sync_email_inbox
+    """Fetch what is new in one inbox once, in the foreground, and print what was done."""
+    from workers.sync import sync_inbox  # whatever the inbox's channel
+    from workers.telegram_sync import SyncResult as TelegramResult
+    from workers.telegram_updates import process_pending
 
     storage = _storage()
     try:
-        result = sync_email_inbox(storage, _find_inbox(storage, name))
+        inbox_id = _find_inbox(storage, name)
+        result = sync_inbox(storage, inbox_id)
+        if isinstance(result, TelegramResult):  # and the webhook updates no worker has stored yet
+            result = process_pending(storage, inbox_id, result)
     except ChannelError as exc:
         click.echo(f"sync of {name!r} failed: {exc.reason}", err=True)
         sys.exit(1)
     finally:
         storage.dispose()
-    click.echo(f"{name}: {result}")
+    click.echo(f"{name}: {result if result is not None else 'nothing to fetch (this channel pushes its messages)'}")
 
 
 @inbox_group.command("reprocess")

@@ -136,6 +136,9 @@ def on_typing(data: Any) -> dict[str, Any]:
         from web.widget_socket import notify_agent_typing  # the visitor of a web chat sees "typing..."
 
         notify_agent_typing(int(str(data.get("ticket_id"))))
+        from web.telegram_typing import notify_telegram_typing  # a Telegram customer sees "typing…" (throttled)
+
+        notify_telegram_typing(int(str(data.get("ticket_id"))))
     return {"ok": True}
 
 

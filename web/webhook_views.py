@@ -2,8 +2,10 @@
 
 Bot API page: https://core.telegram.org/bots/api#setwebhook — every request carries the ``secret_token`` given to
 ``setWebhook`` in ``X-Telegram-Bot-Api-Secret-Token``; any answer but 2xx makes Telegram deliver the update again
-later, so redelivery must be harmless (messages are unique per inbox and external id; edits compare text).
-The path names the inbox by its unguessable ``public_key``; the secret, stored encrypted, proves the sender.
+later, so redelivery must be harmless. The view checks the secret, commits the raw update (unique per inbox and
+``update_id``, so a redelivery is stored once), enqueues its job and answers 200 at once: a worker downloads media
+and stores the message (``workers.telegram_updates``). The path names the inbox by its unguessable
+``public_key``; the secret, stored encrypted, proves the sender.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import hmac
 import logging
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from connectors.errors import ChannelError
 from inbox.crypto import decrypt_json
 from inbox.errors import SecretError
 from inbox.models import Inbox
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(bp)  # callers prove themselves with a secret header and send no cookies: CSRF cannot apply
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+MAX_UPDATE_BYTES = 1024 * 1024  # an Update is a few KB; files come by getFile, never in the POST
 
 
 def _answer(status: int, **body: Any) -> ResponseReturnValue:
@@ -38,7 +40,7 @@ def _answer(status: int, **body: Any) -> ResponseReturnValue:
 
 @bp.post("/telegram/<public_key>")
 def telegram_update(public_key: str) -> ResponseReturnValue:
-    """Check the secret, then store the update. Wrong or missing secret: 403; not an Update: 400."""
+    """Check the secret, keep the update, enqueue its job. Wrong or missing secret: 403; not an Update: 400."""
     storage = get_storage()
     # A short session of our own, closed before the update is stored: on SQLite every transaction takes the write
     # lock (BEGIN IMMEDIATE), so a request session kept open would block the handler's own.
@@ -56,19 +58,34 @@ def telegram_update(public_key: str) -> ResponseReturnValue:
     # compare_digest: the time taken must not tell an attacker how much of a guess was right.
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         return _answer(403, error="wrong or missing secret token")
+    if (request.content_length or 0) > MAX_UPDATE_BYTES:
+        return _answer(413, error="update too large")
     update = request.get_json(silent=True)
-    if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+    if not isinstance(update, dict):
+        return _answer(400, error="not a Telegram Update")
+    update_id = update.get("update_id")
+    if type(update_id) is not int or not 0 <= update_id < 2**63:  # bool is an int too; BIGINT holds the rest
         return _answer(400, error="not a Telegram Update")
 
-    from workers.telegram_sync import store_update
+    from workers.telegram_updates import receive_update
 
-    # Stored inline: workers/enqueue.py has no helper for inbound updates yet. Text updates take milliseconds;
-    # an update with media waits for its getFile download. Once an enqueue helper exists, enqueue the job
-    # ``workers.telegram_sync.handle_telegram_update(inbox_id, update)`` (ids and JSON only) and answer at once.
+    # Stored first, processed by a worker: Telegram waits for nothing but this commit, and a Redis outage or a dead
+    # worker loses no update (the sweeper enqueues pending rows). A redelivered update_id is answered 200 at once.
+    with storage.factory() as session:
+        fresh = receive_update(session, inbox_id, update)
+    if fresh:
+        _enqueue(inbox_id, update)
+    return _answer(200, ok=True, queued=fresh)
+
+
+def _enqueue(inbox_id: int, update: dict[str, Any]) -> None:
+    if not current_app.config.get("HELPLINE_REDIS_URL"):
+        log.info("no Redis configured; telegram update %s left pending for the sweeper", update["update_id"])
+        return
+    from workers.telegram_updates import enqueue_update
+
     try:
-        outcome = store_update(storage, inbox_id, update)
-    except ChannelError as exc:
-        # A media download failed for now: a non-2xx makes Telegram deliver the update again later.
-        log.warning("telegram webhook of inbox %s: update %s deferred: %s", inbox_id, update["update_id"], exc.reason)
-        return _answer(503, error=exc.reason)
-    return _answer(200, ok=True, outcome=outcome)
+        enqueue_update(inbox_id, update)
+    except Exception:  # Redis down: the row is committed as pending, the sweeper enqueues it later
+        log.warning("enqueue of telegram update %s failed; left pending for the sweeper", update["update_id"],
+                    exc_info=True)

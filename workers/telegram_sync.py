@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.errors import PermanentError
+from connectors.errors import PermanentError, TemporaryError
 from connectors.telegram import CHANNEL, MediaRef, ParsedUpdate, TelegramChannel, human_size, parse_update_full
 from inbox import events
 from inbox.crypto import decrypt_json
@@ -35,6 +35,7 @@ from inbox.identities import find_identity
 from inbox.ingest import InboundAttachment, find_message, ingest, message_payload
 from inbox.models import Attachment, Inbox, Message, Quarantine
 from inbox.runtime import Storage
+from inbox.telegram_models import TelegramUpdate
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class SyncResult:
     files: int = 0
     files_skipped: int = 0
     quarantined: int = 0
+    deferred: int = 0  # webhook updates whose media Telegram did not serve this time (tried again later)
 
     def add(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -109,7 +111,7 @@ def sync_telegram_inbox(storage: Storage, inbox_id: int) -> SyncResult:
     """Fetch and store the inbox's pending updates (getUpdates), batch by batch, each with its offset.
 
     Raises connectors.errors.* (the caller records them on the inbox). Webhook inboxes are not polled: Telegram
-    refuses getUpdates while a webhook is set.
+    refuses getUpdates while a webhook is set (their updates come as jobs, see workers.telegram_updates).
     """
     access = load_access(storage, inbox_id)
     result = SyncResult()
@@ -170,8 +172,12 @@ def _stored_ids(storage: Storage, inbox_id: int, updates: list[dict[str, Any]], 
 
 
 def prepare_update(channel: TelegramChannel, update: dict[str, Any], max_bytes: int, groups: bool,
-                   stored: set[str] | None = None) -> PreparedUpdate:
-    """Parse an update and download its files (unless the message is stored already). Network only, no DB."""
+                   stored: set[str] | None = None, *, give_up: bool = False) -> PreparedUpdate:
+    """Parse an update and download its files (unless the message is stored already). Network only, no DB.
+
+    A download that fails for now raises TemporaryError (try the whole update again later), unless ``give_up``:
+    after many tries the message is stored with the file listed as not downloaded, rather than never.
+    """
     parsed = safe_parse(update, groups)
     if parsed.action != "ingest" or parsed.inbound is None or not parsed.media:
         return PreparedUpdate(update, parsed)
@@ -187,6 +193,11 @@ def prepare_update(channel: TelegramChannel, update: dict[str, Any], max_bytes: 
             got = channel.download(ref.file_id, max_bytes)
         except PermanentError as exc:  # the file is gone or refused; TemporaryError propagates: fetch again
             skipped.append((ref, f"not downloadable: {exc.reason}"[:200]))
+            continue
+        except TemporaryError as exc:
+            if not give_up:
+                raise
+            skipped.append((ref, f"not downloaded, Telegram kept failing: {exc.reason}"[:200]))
             continue
         if got.data is None:
             skipped.append((ref, got.skipped_reason or "not downloaded"))
@@ -248,7 +259,7 @@ def _ingest(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
             inbound = replace(inbound, ticket_token=answered.ticket_id)
     message = ingest(session, inbox.id, inbound)
     if message is None:
-        return "duplicates"
+        return _late_original(session, inbox, item)
     for ref, reason in item.skipped_files:
         session.add(Attachment(message=message, filename=ref.filename, content_type=ref.content_type,
                                size=ref.file_size or 0, skipped_reason=reason[:200]))
@@ -264,9 +275,14 @@ def _edit(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
     assert parsed.inbound is not None
     message = find_message(session, inbox.id, parsed.inbound.external_id)
     if message is None:
-        # The original predates the inbox (or was lost to a purge): the edited text is all there is.
-        item = replace(item, parsed=replace(parsed, action="ingest"))
-        return _ingest(session, inbox, item)
+        # The original predates the inbox, or its webhook job runs after this one (several workers): the edited
+        # text is stored as the message, marked edited; an original arriving later joins its history.
+        outcome = _ingest(session, inbox, replace(item, parsed=replace(parsed, action="ingest")))
+        created = find_message(session, inbox.id, parsed.inbound.external_id)
+        if outcome == "stored" and created is not None:
+            at = (parsed.edited_at or utcnow()).isoformat()
+            created.meta = dict(created.meta or {}) | {"edited_at": at, "edits": [], "original_missing": True}
+        return outcome
     if message.body_text == parsed.inbound.text:
         return "duplicates"  # a redelivered edit (webhook retry) changes nothing
     edited_at = parsed.edited_at or utcnow()
@@ -279,6 +295,25 @@ def _edit(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
     payload = message_payload(message) | {"edited_at": meta["edited_at"]}
     events.record(session, events.MESSAGE_UPDATED, f"ticket:{message.ticket_id}", payload)
     events.record(session, events.MESSAGE_UPDATED, f"inbox:{inbox.id}", payload)
+    return "edited"
+
+
+def _late_original(session: Session, inbox: Inbox, item: PreparedUpdate) -> str:
+    """A message stored already; if it was stored from its edit, this is the original text: keep it as the first
+    version, so agents see the whole history whatever order the updates were processed in."""
+    parsed = item.parsed
+    assert parsed.inbound is not None
+    message = find_message(session, inbox.id, parsed.inbound.external_id)
+    if message is None or not (message.meta or {}).get("original_missing"):
+        return "duplicates"
+    meta = dict(message.meta or {})
+    del meta["original_missing"]
+    if parsed.inbound.text != message.body_text:
+        first = {"text": parsed.inbound.text, "replaced_at": meta.get("edited_at") or utcnow().isoformat()}
+        meta["edits"] = [first, *meta.get("edits", [])]
+    message.meta = meta
+    session.flush()
+    events.record(session, events.MESSAGE_UPDATED, f"ticket:{message.ticket_id}", message_payload(message))
     return "edited"
 
 
@@ -309,14 +344,21 @@ def quarantine(session: Session, inbox: Inbox, raw: dict[str, Any], error: str) 
 
 
 def handle_telegram_update(inbox_id: int, update: dict[str, Any]) -> str:
-    """The RQ job for one webhook update (ids and JSON only, as RQ's docs advise); see ``store_update``."""
+    """The RQ job for one webhook update (ids and JSON only, as RQ's docs advise); see
+    ``workers.telegram_updates.process_update`` for its bookkeeping of the stored ``telegram_update`` row."""
     from workers import runtime
+    from workers.telegram_updates import process_update
 
-    return store_update(runtime.storage(), inbox_id, update)
+    return process_update(runtime.storage(), inbox_id, update)
 
 
-def store_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> str:
-    """Store one update received by the webhook (downloads first, then one transaction). Returns the outcome."""
+def store_update(storage: Storage, inbox_id: int, update: dict[str, Any], *, row_id: int | None = None,
+                 give_up: bool = False) -> str:
+    """Store one update received by the webhook (downloads first, then one transaction). Returns the outcome.
+
+    With ``row_id`` (its ``telegram_update`` row) the row is locked and marked done in the same transaction as the
+    message, so two jobs for one update (a re-enqueue racing the first) store it once.
+    """
     access = load_access(storage, inbox_id)
     parsed = safe_parse(update, access.groups)
     stored: set[str] = set()
@@ -325,13 +367,22 @@ def store_update(storage: Storage, inbox_id: int, update: dict[str, Any]) -> str
             if find_message(session, inbox_id, parsed.inbound.external_id) is not None:
                 stored.add(parsed.inbound.external_id)
     channel = access.channel() if parsed.media and not stored else None
-    item = (prepare_update(channel, update, storage.settings.max_attachment_bytes, access.groups, stored)
+    item = (prepare_update(channel, update, storage.settings.max_attachment_bytes, access.groups, stored,
+                           give_up=give_up)
             if channel is not None else PreparedUpdate(update, parsed, already_stored=bool(stored)))
     with storage.factory() as session, session.begin():
+        row = None
+        if row_id is not None:
+            row = session.get(TelegramUpdate, row_id, with_for_update=True)
+            if row is None or row.state == "done":
+                return "duplicates"
         inbox = session.get(Inbox, inbox_id)
         if inbox is None:
             raise LookupError(f"inbox {inbox_id} does not exist")
-        return apply_update(session, inbox, item)
+        outcome = apply_update(session, inbox, item)
+        if row is not None:
+            row.state, row.outcome, row.error, row.processed_at = "done", outcome, None, utcnow()
+        return outcome
 
 
 def send_typing(storage: Storage, inbox_id: int, handle: str) -> None:

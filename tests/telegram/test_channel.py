@@ -45,6 +45,15 @@ def test_send_text_returns_chat_and_message_id(tg: BotApiStub) -> None:
     assert provider_id == f"{CHAT}:{tg.next_message_id}"
 
 
+def test_text_is_sent_as_plain_text_so_markup_arrives_verbatim(tg: BotApiStub) -> None:
+    # No parse_mode: an agent's "<b>", "*" or "_" is never taken for Telegram formatting (which would refuse an
+    # unbalanced tag, or count the 4,096 characters after parsing entities).
+    text = "Preis: 5 * 3 <b>nicht fett</b> [link](x) snake_case_name"
+    channel(tg).send(reply(text))
+    (call,) = tg.sent
+    assert call.params["text"] == text and "parse_mode" not in call.params
+
+
 def test_long_text_arrives_in_parts_under_the_limit(tg: BotApiStub) -> None:
     text = "\n\n".join(f"Absatz {i}: " + "Wort " * 300 for i in range(8))
     channel(tg).send(reply(text))

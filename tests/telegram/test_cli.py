@@ -72,3 +72,33 @@ def test_a_missing_variable_and_a_taken_name_are_refused(env: Settings, storage:
     again = CliRunner().invoke(add_telegram, args)
     assert again.exit_code == 1 and "already exists" in again.output
     assert len(inboxes(storage)) == 1
+
+
+def test_sync_fetches_a_polling_bot_and_processes_a_webhook_bots_waiting_updates(
+    env: Settings, storage: Storage, tg: BotApiStub
+) -> None:
+    from tests.telegram.conftest import load_update
+    from web.cli_inbox import inbox_group
+    from workers.telegram_updates import receive_update
+
+    runner = CliRunner()
+    args = ["--name", "Shop bot", "--token-env", "SHOP_BOT_TOKEN", "--api-base", tg.api_base]
+    assert runner.invoke(add_telegram, args).exit_code == 0
+    tg.push(load_update("private_text"))
+    tg.push(load_update("unknown_kind"))
+    result = runner.invoke(inbox_group, ["sync", "Shop bot"])
+    assert result.exit_code == 0, result.output
+    assert "Shop bot: fetched=2, stored=1, " in result.output and "unknown=1" in result.output
+
+    hook = ["--name", "Hook bot", "--token-env", "SHOP_BOT_TOKEN", "--mode", "webhook", "--api-base", tg.api_base]
+    assert runner.invoke(add_telegram, hook).exit_code == 0
+    with storage.factory() as session:
+        inbox_id = session.scalars(select(Inbox.id).where(Inbox.name == "Hook bot")).one()
+        # Kept by the webhook while no worker ran (Redis down, workers stopped).
+        reply = load_update("private_reply")
+        assert receive_update(session, inbox_id, reply)
+    result = runner.invoke(inbox_group, ["sync", "Hook bot"])
+    assert result.exit_code == 0, result.output
+    assert "Hook bot: fetched=1, stored=1, " in result.output
+    again = runner.invoke(inbox_group, ["sync", "Hook bot"])
+    assert "Hook bot: fetched=0, stored=0, " in again.output

@@ -241,3 +241,27 @@ def test_a_revoked_token_marks_the_inbox_for_reauthentication(storage: Storage, 
         assert inbox is not None and inbox.credential_state == "needs_reauth"
         assert inbox.last_error is not None and "unreachable" in inbox.last_error
     assert sync_and_record(storage, inbox_id).startswith("ok")
+
+
+def test_reply_to_the_agents_answer_joins_that_ticket(storage: Storage, tg: BotApiStub) -> None:
+    from tickets import lifecycle
+
+    inbox_id = new_inbox(storage, tg)
+    tg.push(load_update("private_text"))
+    sync_telegram_inbox(storage, inbox_id)
+    (first,) = messages(storage, inbox_id)
+    with storage.factory() as session, session.begin():
+        ticket = lifecycle.get_ticket(session, first.ticket_id)
+        answer = lifecycle.reply(session, ticket, "Wir sehen nach.", by=None)
+        answer.external_id, answer.delivery_state = f"{ANNA}:901", "sent"  # what delivery stores: chat:message_id
+        session.add(Ticket(inbox_id=inbox_id, contact_id=first.contact_id, channel="telegram", subject="Newer",
+                           status="open"))
+    quoting = load_update("private_reply")
+    quoting["message"] |= {"message_id": 53, "text": "Danke, und wann kommt es?"}
+    quoting["message"]["reply_to_message"] |= {"message_id": 901, "from": {"id": 123456789, "is_bot": True,
+                                                                         "first_name": "Shop Support"}}
+    tg.push(quoting)
+    sync_telegram_inbox(storage, inbox_id)
+    reply = messages(storage, inbox_id)[-1]
+    assert reply.external_id == f"{ANNA}:53" and reply.ticket_id == first.ticket_id
+    assert reply.meta["reply_to"] == f"{ANNA}:901"
