@@ -1,7 +1,7 @@
 """telegram_update: webhook updates stored before they are processed (issue 6)
 
 Revision ID: 0970_telegram_update
-Revises: 0960_workspace_settings
+Revises: 0970_automation
 Create Date: 2026-11-26 00:45:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0970_telegram_update"
-down_revision = "0960_workspace_settings"
+down_revision = "0970_automation"
 branch_labels = None
 depends_on = None
 
