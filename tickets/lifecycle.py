@@ -19,6 +19,7 @@ from inbox.db import utcnow
 from inbox.errors import InvalidChange, NotFound
 from inbox.ingest import message_payload
 from inbox.models import PRIORITIES, STATUSES, Identity, Message, Tag, Team, Ticket, TicketTag, User
+from inbox.people import wants_mention
 
 MENTION = re.compile(r"@([\w.+-]+@[\w-]+\.[\w.-]+|[\w.-]+)")
 
@@ -198,6 +199,8 @@ def add_note(session: Session, ticket: Ticket, text: str, *, by: int) -> Message
     mentioned = _mentioned_users(session, ticket, text)
     audit.log(session, ticket, "note", actor_id=by, data={"message_id": note.id, "mentions": [u.id for u in mentioned]})
     for user in mentioned:
+        if not wants_mention(session, user.id):
+            continue  # they turned mention notifications off on their profile (the note still names them)
         events.record(
             session, "mention.created", f"agent:{user.id}", {"ticket_id": ticket.id, "message_id": note.id, "by": by}
         )

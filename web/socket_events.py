@@ -158,3 +158,13 @@ def on_disconnect(*_args: Any) -> None:
         _forget(room, request.sid)
     for team_id in teams:
         _announce_team(team_id)
+
+
+def end_sockets(user_id: int) -> int:
+    """Disconnect every socket of ``user_id`` on this process (one web process serves sockets: sticky sessions).
+    Called when a user is deactivated, so they stop hearing live events at once."""
+    with _lock:
+        sids = [sid for sid, (uid, _name, _teams) in _online.items() if uid == user_id]
+    for sid in sids:
+        socketio.server.disconnect(sid, namespace="/")
+    return len(sids)
