@@ -96,7 +96,6 @@ def accept_invite(session: Session, token: str, *, name: str, password: str, now
         update(Invite)
         .where(Invite.id == invite.id, Invite.accepted_at.is_(None), Invite.revoked_at.is_(None))
         .values(accepted_at=now)
-        .execution_options(synchronize_session=False)
     )
     if getattr(claimed, "rowcount", 0) != 1:
         raise InvalidChange("This invitation link was already used.")
