@@ -83,7 +83,7 @@ def merge(tag_id: int) -> ResponseReturnValue:
         moved = tags.merge_tags(session, source, target)
     except InvalidChange as exc:
         return _failed(exc, ".index")
-    _audit("tag.merged", f"tag:{target.id}", source=names[0], target=names[1], tickets=moved)
+    _audit("tag.merged", f"tag:{target.id}", merged=names[0], into=names[1], tickets=moved)
     session.commit()
     flash(f"Merged {names[0]} into {names[1]}: {moved} tickets gained {names[1]}.", "info")
     return redirect(url_for(".index"))
