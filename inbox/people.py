@@ -196,7 +196,12 @@ def profile_of(session: Session, user: User) -> UserProfile:
     if found is not None:
         return found
     return UserProfile(
-        user_id=user.id, avatar_color="", notify_mentions=True, notify_assignments=True, notify_new_tickets=False
+        user_id=user.id,
+        avatar_color="",
+        notify_mentions=True,
+        notify_assignments=True,
+        notify_new_tickets=False,
+        email_notifications=False,
     )
 
 
@@ -209,6 +214,7 @@ def save_profile(
     notify_mentions: bool,
     notify_assignments: bool,
     notify_new_tickets: bool,
+    email_notifications: bool = False,
 ) -> UserProfile:
     name = name.strip()[:200]
     if not name:
@@ -222,6 +228,7 @@ def save_profile(
     profile.notify_mentions = notify_mentions
     profile.notify_assignments = notify_assignments
     profile.notify_new_tickets = notify_new_tickets
+    profile.email_notifications = email_notifications
     profile.updated_at = utcnow()
     session.flush()
     return profile
@@ -247,6 +254,16 @@ def avatar_class(user: User, profile: UserProfile | None) -> str:
     if profile is not None and profile.avatar_color in AVATAR_COLORS:
         return f"av-{AVATAR_COLORS.index(profile.avatar_color)}"
     return f"av-{int(hashlib.sha256(user.email.encode()).hexdigest(), 16) % len(AVATAR_COLORS)}"
+
+
+def wants_email(session: Session, user_id: int, kind: str) -> bool:
+    """Whether an active user wants an email about ``kind`` ("mention" or "assignment"): email notifications on,
+    and that kind of notification not switched off."""
+    user = session.get(User, user_id)
+    profile = session.get(UserProfile, user_id)
+    if user is None or not user.is_active or profile is None or not profile.email_notifications:
+        return False
+    return profile.notify_mentions if kind == "mention" else profile.notify_assignments
 
 
 def wants_mention(session: Session, user_id: int) -> bool:

@@ -45,7 +45,7 @@ class CannedResponse(Base):
 
 
 class UserProfile(Base):
-    """A user's own choices: avatar colour and which desktop notifications they want."""
+    """A user's own choices: avatar colour, which desktop notifications they want, and email notifications."""
 
     __tablename__ = "user_profile"
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
@@ -53,5 +53,6 @@ class UserProfile(Base):
     notify_mentions: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_assignments: Mapped[bool] = mapped_column(Boolean, default=True)
     notify_new_tickets: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_notifications: Mapped[bool] = mapped_column(Boolean, default=False)  # mentions/assignments by email too
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[Timestamp]

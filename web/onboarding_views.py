@@ -202,6 +202,11 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(workspace_views.tags_bp)
     app.register_blueprint(workspace_views.hours_bp)
     app.context_processor(profile_views.notification_prefs)
+    if app.config.get("HELPLINE_REDIS_URL"):
+        from inbox import events
+        from workers.notify import NotificationEnqueuer
+
+        events.add_publisher(NotificationEnqueuer())  # mentions and assignments by email, for who wants them
     app.register_blueprint(channel_settings_views.bp)
     app.register_blueprint(contact_import_views.bp)
     audit_views.init_app(app)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user
 from sqlalchemy import select
@@ -25,7 +25,7 @@ from tickets.staff import reassign_open_tickets
 from web.auth import Agent, me, role_required
 from web.db import get_or_404, get_session
 from web.people import can_be_assigned
-from web.system_mail import NoMailer, send_system_mail
+from workers.system_mail import NoMailer, send_system_mail
 
 bp = Blueprint("people", __name__, url_prefix="/settings/people")
 signup_bp = Blueprint("signup", __name__)
@@ -85,7 +85,8 @@ def invite() -> ResponseReturnValue:
         f"{row.expires_at:%Y-%m-%d %H:%M} UTC):\n\n{link}\n"
     )
     try:
-        sent_from = send_system_mail(session, row.email, "You are invited to Helpline", body)
+        secret = current_app.config["SECRET_KEY"]
+        sent_from = send_system_mail(session, secret, row.email, "You are invited to Helpline", body)
     except NoMailer as exc:
         error = f"{exc}; pass the link on yourself."
     except ChannelError as exc:

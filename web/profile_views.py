@@ -56,6 +56,7 @@ def save() -> ResponseReturnValue:
             notify_mentions=form.get("notify_mentions") == "1",
             notify_assignments=form.get("notify_assignments") == "1",
             notify_new_tickets=form.get("notify_new_tickets") == "1",
+            email_notifications=form.get("email_notifications") == "1",
         )
     except InvalidChange as exc:
         return _failed(exc, ".index")

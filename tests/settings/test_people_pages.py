@@ -47,8 +47,14 @@ def test_invite_is_mailed_and_the_link_signs_up_once(app: Flask, sign_in: SignIn
         assert len(sink.messages) == 1 and sink.messages[0].rcpt_tos == ["sam@shop.test"]
         mail = message_from_bytes(sink.messages[0].data, policy=policy.default)
         assert mail["Auto-Submitted"] == "auto-generated" and "invited you to Helpline as lead" in mail.get_content()
+        assert (
+            mail["Subject"] == "You are invited to Helpline" and mail["From"].addresses[0].addr_spec == "help@shop.test"
+        )
         match = LINK.search(mail.get_content())
         assert match is not None and match.group(1) in page
+        refused = admin.post("/settings/people/invite", data=form | {"email": "gone@perm.test"})
+        assert "could not be sent (550 5.1.1 no such user here)" in refused.get_data(as_text=True)
+        assert LINK.search(refused.get_data(as_text=True)) is not None, "the link is shown to pass on instead"
     path = match.group(1)
     assert "sam@shop.test" in admin.get("/settings/people").get_data(as_text=True)  # pending
 
@@ -157,10 +163,12 @@ def test_profile_saves_preferences_and_changes_the_password(app: Flask, sign_in:
         "name": "Ann Agent",
         "avatar_color": "#16a34a",
         "notify_new_tickets": "1",
+        "email_notifications": "1",
     }
     assert client.post("/settings/profile", data=form).status_code == 302
     page = client.get("/settings/profile").get_data(as_text=True)
     assert 'data-notify="new_tickets"' in page and 'class="avatar av-6"' in page and ">AA</span>" in page
+    assert 'name="email_notifications" value="1" checked' in page
     other = app.test_client()
     with app.extensions["helpline"].factory() as session:
         email = session.scalar(select(User.email).where(User.name == "Ann Agent"))

@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("notify_mentions", sa.Boolean(), nullable=False),
         sa.Column("notify_assignments", sa.Boolean(), nullable=False),
         sa.Column("notify_new_tickets", sa.Boolean(), nullable=False),
+        sa.Column("email_notifications", sa.Boolean(), nullable=False),
         sa.Column("extra", sa.JSON(), nullable=False),
         sa.Column("updated_at", UTC_TS, nullable=False),
         sa.ForeignKeyConstraint(
