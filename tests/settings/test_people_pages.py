@@ -196,7 +196,7 @@ def test_tags_calendars_and_canned_pages(app: Flask, sign_in: SignIn) -> None:
         lifecycle.add_tag(session, message.ticket, "billing")
         lifecycle.add_tag(session, message.ticket, "invoice")
         session.commit()
-        box_id = box.id
+        box_id, ticket_id = box.id, message.ticket_id
     page = admin.get("/settings/tags").get_data(as_text=True)
     assert "Delete (1 tickets)" in page
     assert admin.post("/settings/tags", data={"csrf_token": token, "name": "Urgent", "color": "red"}).status_code == 302
@@ -211,6 +211,10 @@ def test_tags_calendars_and_canned_pages(app: Flask, sign_in: SignIn) -> None:
         follow_redirects=True,
     )
     assert "Merged invoice into billing" in merge.get_data(as_text=True)
+    recolour = {"csrf_token": token, "name": "Billing", "color": "blue"}
+    assert admin.post(f"/settings/tags/{ids['billing']}", data=recolour).status_code == 302
+    ticket_page = admin.get(f"/tickets/{ticket_id}").get_data(as_text=True)
+    assert '<span class="badge tag tc-blue">#billing' in ticket_page and "#invoice" not in ticket_page
 
     new = admin.get("/settings/hours/new").get_data(as_text=True)
     assert 'value="09:00-17:00"' in new and "Europe/Berlin" in new
