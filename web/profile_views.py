@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required, login_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from inbox import people
 from inbox.errors import InvalidChange
@@ -87,7 +88,10 @@ def notification_prefs() -> dict[str, Any]:
 
     if not current_user.is_authenticated:
         return {"notify_prefs": ""}
-    profile = people.profile_of(get_session(), me())
+    try:
+        profile = people.profile_of(get_session(), me())
+    except SQLAlchemyError:  # rendering an error page after a failed transaction: no notifications, no new error
+        return {"notify_prefs": ""}
     wanted = [
         name
         for name, on in (
