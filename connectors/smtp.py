@@ -11,6 +11,7 @@ import datetime as dt
 import smtplib
 import ssl
 from collections.abc import Mapping
+from email.message import EmailMessage
 from typing import Any
 
 from connectors.base import Outbound
@@ -64,6 +65,14 @@ class EmailChannel:
         data = message.as_bytes()
         self._deliver(envelope_from, outbound.to_handle.strip(), data)
         return str(message["Message-ID"])
+
+    def send_message(self, message: EmailMessage) -> None:
+        """Send a message built elsewhere (Helpline's own mail to its users: invitations, notifications) to its
+        To address, from this inbox's address."""
+        if not self.host:
+            raise PermanentError("no SMTP server configured for this inbox")
+        check_security(self.host, self.security)
+        self._deliver(self.address, str(message["To"].addresses[0].addr_spec), message.as_bytes())
 
     def _envelope_from(self, outbound: Outbound) -> str:
         # VERP (support+b123@shop.test) lets a bounce name the message it is about even without its headers.

@@ -19,6 +19,7 @@ from inbox.db import utcnow
 from inbox.errors import InvalidChange, NotFound
 from inbox.ingest import message_payload
 from inbox.models import PRIORITIES, STATUSES, Identity, Message, Tag, Team, Ticket, TicketTag, User
+from inbox.people import wants_email, wants_mention
 
 MENTION = re.compile(r"@([\w.+-]+@[\w-]+\.[\w.-]+|[\w.-]+)")
 
@@ -135,7 +136,9 @@ def assign(session: Session, ticket: Ticket, agent_id: int | None, *, by: int | 
             live_event=events.TICKET_ASSIGNED,
         )
         if agent_id is not None:
-            events.record(session, events.TICKET_ASSIGNED, f"agent:{agent_id}", audit.ticket_payload(ticket))
+            payload = audit.ticket_payload(ticket) | {"actor_id": by}  # who assigned: no notice for oneself
+            payload["email"] = agent_id != by and wants_email(session, agent_id, "assignment")
+            events.record(session, events.TICKET_ASSIGNED, f"agent:{agent_id}", payload)
     return ticket
 
 
@@ -198,9 +201,11 @@ def add_note(session: Session, ticket: Ticket, text: str, *, by: int) -> Message
     mentioned = _mentioned_users(session, ticket, text)
     audit.log(session, ticket, "note", actor_id=by, data={"message_id": note.id, "mentions": [u.id for u in mentioned]})
     for user in mentioned:
-        events.record(
-            session, "mention.created", f"agent:{user.id}", {"ticket_id": ticket.id, "message_id": note.id, "by": by}
-        )
+        if not wants_mention(session, user.id):
+            continue  # they turned mention notifications off on their profile (the note still names them)
+        payload = {"ticket_id": ticket.id, "message_id": note.id, "by": by}
+        payload["email"] = user.id != by and wants_email(session, user.id, "mention")
+        events.record(session, "mention.created", f"agent:{user.id}", payload)
     events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", message_payload(note))
     return note
 

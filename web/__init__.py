@@ -31,7 +31,6 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.extensions["helpline"] = storage
 
     from web import (
-        admin_views,
         api,
         auth,
         contact_views,
@@ -64,7 +63,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.register_blueprint(webhook_views.bp)  # channel webhooks; exempt from CSRF in webhook_views (secret header)
     app.register_blueprint(instagram_webhook.bp)  # Graph API webhooks; CSRF-exempt there (signed with the app secret)
     security.csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF cannot apply
-    for bp in (inbox_views.bp, ticket_views.bp, message_views.bp, admin_views.bp, search.bp, contact_views.bp):
+    for bp in (inbox_views.bp, ticket_views.bp, message_views.bp, search.bp, contact_views.bp):
         app.register_blueprint(bp)
     app.register_blueprint(report_views.bp)  # team-lead reports and the live queue (issue 9)
     onboarding_views.init_app(app)  # first-run wizard and the /settings pages (issue 10)

@@ -187,9 +187,26 @@ def skip() -> ResponseReturnValue:
 
 def init_app(app: Flask) -> None:
     """Register the wizard and the settings pages of issue 10 (one line in ``create_app``)."""
-    from web import audit_views, channel_settings_views, contact_import_views
+    from web import (
+        audit_views,
+        channel_settings_views,
+        contact_import_views,
+        people_views,
+        profile_views,
+        workspace_views,
+    )
 
     app.register_blueprint(bp)
+    for extra in (people_views.bp, people_views.signup_bp, profile_views.bp, profile_views.canned_bp):
+        app.register_blueprint(extra)
+    app.register_blueprint(workspace_views.tags_bp)
+    app.register_blueprint(workspace_views.hours_bp)
+    app.context_processor(profile_views.notification_prefs)
+    if app.config.get("HELPLINE_REDIS_URL"):
+        from inbox import events
+        from workers.notify import NotificationEnqueuer
+
+        events.add_publisher(NotificationEnqueuer())  # mentions and assignments by email, for who wants them
     app.register_blueprint(channel_settings_views.bp)
     app.register_blueprint(contact_import_views.bp)
     audit_views.init_app(app)

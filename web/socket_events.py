@@ -100,7 +100,7 @@ def on_join(data: Any) -> dict[str, Any]:
         return {"ok": False, "error": "not found"}  # same answer for "missing" and "not yours"
     try:
         join_room(room)
-    except ValueError:
+    except (ValueError, KeyError):  # python-socketio raises either, depending on how far the disconnect got
         return {"ok": False, "error": "disconnected"}  # the page went away while this join was in flight
     if room.startswith("ticket:"):
         with _lock:
@@ -161,3 +161,13 @@ def on_disconnect(*_args: Any) -> None:
         _forget(room, request.sid)
     for team_id in teams:
         _announce_team(team_id)
+
+
+def end_sockets(user_id: int) -> int:
+    """Disconnect every socket of ``user_id`` on this process (one web process serves sockets: sticky sessions).
+    Called when a user is deactivated, so they stop hearing live events at once."""
+    with _lock:
+        sids = [sid for sid, (uid, _name, _teams) in _online.items() if uid == user_id]
+    for sid in sids:
+        socketio.server.disconnect(sid, namespace="/")
+    return len(sids)

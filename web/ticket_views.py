@@ -89,8 +89,8 @@ def _context(ticket: Ticket) -> dict[str, object]:
         "snooze_hours": SNOOZE_HOURS,
         "reply_identity_id": _last_inbound_identity(session, ticket),
         "canned": [
-            (r["title"], canned.render(r["body"], contact=contact, agent=me(), ticket=ticket))
-            for r in canned.responses(session)
+            (r.title, canned.render(r.body, contact=contact, agent=me(), ticket=ticket), r.owner_id is not None)
+            for r in canned.visible(session, me())
         ],
     }
 

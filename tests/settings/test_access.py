@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
@@ -10,7 +12,7 @@ from inbox.models import Base
 from tests import factories
 from tests.settings.conftest import SignIn
 
-MINE = ("onboarding", "channel_settings", "contact_import", "audit")
+MINE = ("onboarding", "channel_settings", "contact_import", "audit", "people", "tags", "calendars")
 
 
 def my_rules(app: Flask) -> list[tuple[str, str]]:
@@ -19,7 +21,7 @@ def my_rules(app: Flask) -> list[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint.partition(".")[0] not in MINE or rule.endpoint == "onboarding.owner":
             continue  # step 1 is for strangers while no user exists: tested in test_onboarding
-        url = rule.rule.replace("<int:inbox_id>", "1").replace("<sha>", "0" * 64)
+        url = re.sub(r"<int:\w+>", "1", rule.rule).replace("<sha>", "0" * 64)
         out.extend((m, url) for m in sorted(rule.methods - {"HEAD", "OPTIONS"}))
     return out
 

@@ -20,7 +20,7 @@ def count(app: Flask, model: type) -> int:
 
 def test_empty_install_walks_the_wizard(app: Flask) -> None:
     client = app.test_client()
-    for path in ("/", "/login", "/search?q=x", "/admin/users"):
+    for path in ("/", "/login", "/search?q=x", "/settings/people"):
         response = client.get(path)
         assert response.status_code == 302 and response.headers["Location"].endswith("/welcome"), path
     assert client.get("/healthz").status_code != 302  # machines are never redirected

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from inbox.crypto import decrypt_json, encrypt_json
 from inbox.ingest import ingest
-from inbox.models import Contact, Inbox, Ticket, User
+from inbox.models import Contact, Inbox, Ticket
 from inbox.settings_models import AuditLog
 from tests import factories
 from tests.mail_services import PASSWORD, Dovecot, running_dovecot
@@ -150,16 +150,17 @@ def test_contacts_import_and_export_pages(app: Flask, sign_in: SignIn) -> None:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_permission_changes_are_audited(app: Flask, sign_in: SignIn) -> None:
     client, token = sign_in("admin")
-    data = {"csrf_token": token, "email": "new@shop.test", "password": "long enough pw", "role": "lead", "name": "N"}
-    assert client.post("/admin/users", data=data).status_code == 302
     with app.extensions["helpline"].factory() as session:
-        new_id = session.scalar(select(AuditLog.target).where(AuditLog.action == "user.created"))
-        user_id = session.scalar(select(User.id).where(User.email == "new@shop.test"))
-    assert new_id == "user:new@shop.test"
-    client.post(f"/admin/users/{user_id}/active", data={"csrf_token": token, "active": "0"})
+        user = factories.make_user(session, role="agent", email="new@shop.test", password="long enough pw")
+        session.commit()
+        user_id = user.id
+    assert (
+        client.post(f"/settings/people/users/{user_id}", data={"csrf_token": token, "role": "lead"}).status_code == 302
+    )
+    client.post(f"/settings/people/users/{user_id}/deactivate", data={"csrf_token": token})
     with app.extensions["helpline"].factory() as session:
-        row = session.scalar(select(AuditLog).where(AuditLog.action == "user.updated"))
-        assert row is not None and row.detail == {"is_active": "True → False"} and row.target == f"user:{user_id}"
-        assert row.actor_email.endswith("@helpline.test")
+        rows = list(session.scalars(select(AuditLog).where(AuditLog.action == "user.updated").order_by(AuditLog.id)))
+        assert [r.detail for r in rows] == [{"role": "agent → lead"}, {"is_active": "True → False"}]
+        assert rows[1].target == f"user:{user_id}" and rows[1].actor_email.endswith("@helpline.test")
     page = client.get("/settings/audit?action=user.").get_data(as_text=True)
     assert "is_active: True → False" in page and "long enough pw" not in page

@@ -23,12 +23,14 @@ from web.realtime import socketio
 
 PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step only with a pending sign-in)
 # Blueprints signed-in agents use: the matrix covers every route of these.
-ADMIN_ONLY = {"admin", "audit", "channel_settings", "contact_import", "automation"}
+ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
+# Settings pages for everyone: their own profile, canned responses (shared ones and their own personal ones).
+AGENT_BLUEPRINTS |= {"profile", "canned"}
 # Blueprints only some roles may use at all; everyone else gets 403 on every route of them.
 ROLE_GATES = {"reports": {"lead", "admin"}} | {name: {"admin"} for name in ADMIN_ONLY}
 # The agent workspace's own blueprints; reports and settings pages are tested in depth by their own suites.
-OURS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "admin"}
+OURS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "profile", "canned"}
 # Routes that authenticate otherwise (bearer tokens, widget visitor tokens, webhook secrets) and have their own
 # tests. A blueprint in neither set fails test_every_route_is_classified, so a new one cannot slip past.
 # onboarding: the first-run wizard, open before any account exists (its own tests cover when it closes).
@@ -36,6 +38,8 @@ OTHER_BLUEPRINTS = {"api", "health", "widget", "webhooks", "instagram_webhook", 
 # Issue 10's wizard and admin-only settings pages: their own 403/CSRF matrix is tests/settings/test_access.py.
 OTHER_BLUEPRINTS |= {"onboarding", "channel_settings", "contact_import", "audit"}
 OTHER_BLUEPRINTS |= {"automation"}  # rules and webhooks (admin-only): tests/automation/test_views.py
+# signup: the public page of an invitation link (tests/settings/test_people.py).
+OTHER_BLUEPRINTS |= {"signup"}
 # Form data that would change something if a check were missing.
 FORMS = {
     "tickets.reply": {"text": "leak"},
@@ -49,9 +53,17 @@ FORMS = {
     "tickets.snooze": {"hours": "4"},
     "tickets.merge": {"into": "{ticket_b}"},
     "contacts.merge": {"other": "bob@example.com"},
-    "admin.add_user": {"email": "new@helpline.test", "password": "long enough pw", "role": "admin"},
-    "admin.set_active": {"active": "0"},
-    "admin.canned_add": {"title": "leak", "body": "leak"},
+    "people.invite": {"email": "new@helpline.test", "role": "admin"},
+    "people.update_user": {"role": "admin"},
+    "people.deactivate": {"reassign_to": "none"},
+    "people.reassign": {"reassign_to": "none"},
+    "people.update_team": {"name": "leak", "inbox_id": "{inbox_a}"},
+    "people.create_team": {"name": "leak"},
+    "tags.create": {"name": "leak"},
+    "tags.update": {"name": "leak"},
+    "calendars.create": {"name": "leak", "timezone": "UTC", "mon": "00:00-24:00", "applies_to": "default"},
+    "canned.update": {"title": "leak", "body": "leak"},
+    "profile.password": {"current": "wrong", "password": "long enough pw", "confirm": "long enough pw"},
     "auth.totp_setup": {"code": "123456"},
 }
 
@@ -87,6 +99,14 @@ def url_for_rule(rule: Rule, world: World) -> str:
         "index": 0,
         "rule_id": 1,
         "webhook_id": 1,
+        # Settings rows that may not exist in this world: the answer must still be 403 for a wrong role, and
+        # 404 (never someone else's row) for a personal canned response.
+        "team_id": 1,
+        "invite_id": 1,
+        "tag_id": 1,
+        "calendar_id": 1,
+        "holiday_id": 1,
+        "canned_id": 1,
     }
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: add an id for {missing} to the matrix"
@@ -97,7 +117,9 @@ def url_for_rule(rule: Rule, world: World) -> str:
 
 
 def form_for(rule: Rule, world: World, token: str) -> dict[str, str]:
-    form = {k: v.format(ticket_b=world.ticket_b) for k, v in FORMS.get(rule.endpoint, {}).items()}
+    form = {
+        k: v.format(ticket_b=world.ticket_b, inbox_a=world.inbox_a) for k, v in FORMS.get(rule.endpoint, {}).items()
+    }
     return form | {"csrf_token": token}
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from inbox.config import Settings
 from inbox.ingest import ingest
 from inbox.models import Message, Ticket
+from inbox.people_models import CannedResponse
 from tests.factories import inbound
 from tests.web.conftest import World, build_world, login
 from web import create_app, folders
@@ -242,15 +243,22 @@ def test_canned_responses_fill_placeholders_and_never_run_templates(app: Flask, 
     admin = app.test_client()
     token = login(admin, world.emails[world.admin])
     body = "Hi {{contact.first_name}}, ticket #{{ ticket.id }} is ours. {{ 7*7 }} {{config.SECRET_KEY}} {{agent.name}}"
-    assert admin.post("/admin/canned", data={"title": "Thanks", "body": body, "csrf_token": token}).status_code == 302
+    form = {"title": "Thanks", "body": body, "shared": "1", "csrf_token": token}
+    assert admin.post("/settings/canned", data=form).status_code == 302
     agent = app.test_client()
     agent_token = login(agent, world.emails[world.agent_a])
-    assert agent.post("/admin/canned", data={"title": "x", "body": "y", "csrf_token": agent_token}).status_code == 403
+    # An agent cannot write a shared response: nothing is saved.
+    agent.post("/settings/canned", data={"title": "x", "body": "y", "shared": "1", "csrf_token": agent_token})
+    assert '<option data-text="y">' not in agent.get(f"/tickets/{world.ticket_a}").get_data(as_text=True)
     page = agent.get(f"/tickets/{world.ticket_a}").get_data(as_text=True)
     option = re.search(r'<option data-text="([^"]*)">Thanks</option>', page)
     assert option is not None
     text = html.unescape(option.group(1))
     assert text.startswith(f"Hi Ann, ticket #{world.ticket_a} is ours.")
     assert "{{ 7*7 }}" in text and "49" not in text and app.config["SECRET_KEY"] not in text
-    assert admin.post("/admin/canned/0/delete", data={"csrf_token": token}).status_code == 302
+    with app.extensions["helpline"].factory() as session:
+        canned_id = session.scalar(select(CannedResponse.id).where(CannedResponse.title == "Thanks"))
+    assert agent.post(f"/settings/canned/{canned_id}/delete", data={"csrf_token": agent_token}).status_code == 302
+    assert 'id="canned"' in agent.get(f"/tickets/{world.ticket_a}").get_data(as_text=True)  # agents cannot delete it
+    assert admin.post(f"/settings/canned/{canned_id}/delete", data={"csrf_token": token}).status_code == 302
     assert 'id="canned"' not in agent.get(f"/tickets/{world.ticket_a}").get_data(as_text=True)

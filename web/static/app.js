@@ -87,9 +87,17 @@
     });
     socket.onAny(function (name, payload) {
       window.helplineEvents.push([name, payload]);
-      if (name === "mention.created") { notify("You were mentioned on ticket #" + payload.ticket_id); }
-      if (name === "ticket.assigned" && String(payload.assignee_id) === userId && String(payload.actor_id) !== userId) {
+      // Which notifications the user wants is set on their profile page (Settings → My profile).
+      var wants = (body.dataset.notify || "").split(/\s+/);
+      if (name === "mention.created" && wants.indexOf("mentions") >= 0) {
+        notify("You were mentioned on ticket #" + payload.ticket_id);
+      }
+      if (name === "ticket.assigned" && wants.indexOf("assignments") >= 0 &&
+          String(payload.assignee_id) === userId && String(payload.actor_id) !== userId) {
         notify("Ticket #" + payload.id + " was assigned to you");
+      }
+      if (name === "ticket.created" && wants.indexOf("new_tickets") >= 0) {
+        notify("New ticket #" + payload.id + ": " + (payload.subject || payload.preview || ""));
       }
     });
   }
