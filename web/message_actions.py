@@ -25,7 +25,9 @@ from web.ticket_views import bp, visible_ticket
 
 
 def _message_of(ticket: Ticket, message_id: int) -> Message:
-    message = get_session().get(Message, message_id)
+    # Locked (PostgreSQL) and read fresh: two agents splitting or moving the same message take turns, and the
+    # second one finds it gone from this ticket (404) instead of moving it again.
+    message = get_session().get(Message, message_id, with_for_update=True, populate_existing=True)
     if message is None or message.ticket_id != ticket.id:
         abort(404)
     return message
