@@ -72,6 +72,8 @@ def test_split_seen_live_by_a_second_agent(browser: Browser, site: Site) -> None
     expect(dana.locator(f"#m{second} .why")).to_contain_text("in-reply-to")  # why it joined this ticket
 
     dana.locator(f"#m{second} .msg-menu summary").click()
+    expect(dana.locator(f"#m{second} .split-message")).to_be_visible()
+    dana.screenshot(path=str(site.artifacts / "ticket-message-menu.png"))
     dana.locator(f"#m{second} .split-message").click()
     dana.wait_for_url(lambda url: f"/tickets/{source}" not in url)
     new_id = int(dana.url.rsplit("/", 1)[1])
@@ -186,6 +188,7 @@ def test_instagram_open_copy_and_mark_answered(browser: Browser, site: Site) -> 
     expect(dana.locator("#ig-copy")).to_have_attribute("data-copied", "Yes! Back since Monday, @lena.k")
     assert dana.evaluate("navigator.clipboard.readText()") == "Yes! Back since Monday, @lena.k"
 
+    dana.screenshot(path=str(site.artifacts / "ticket-instagram.png"))
     dana.locator("#ig-answered").click()
     dana.wait_for_url(f"{site.live.url}/tickets/{ticket_id}")
     reply = dana.locator("#thread article.dir-outbound").last
