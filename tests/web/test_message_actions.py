@@ -231,3 +231,27 @@ def test_instagram_answered_by_hand(app: Flask, world: World) -> None:
         )
         assert audit is not None and audit.actor_id == world.agent_a and audit.data["sent_elsewhere"] is True
     assert "manual" in client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
+
+
+def test_message_moved_to_another_inbox_is_seen_with_its_new_ticket(app: Flask, world: World) -> None:
+    with factory(app)() as session:
+        extra = ingest(
+            session,
+            world.inbox_a,
+            inbound(handle=ANN, ticket_token=world.ticket_a, text="For the wholesale team", html="<p>Wholesale</p>"),
+        )
+        assert extra is not None and extra.ticket_id == world.ticket_a
+        extra_id = extra.id
+        session.commit()
+    admin = app.test_client()
+    token = login(admin, world.emails[world.admin])
+    response = admin.post(
+        f"/tickets/{world.ticket_a}/messages/{extra_id}/move", data={"csrf_token": token, "into": str(world.ticket_b)}
+    )
+    assert response.status_code == 302
+    agent_b = app.test_client()
+    login(agent_b, world.emails[world.agent_b])
+    page = agent_b.get(f"/tickets/{world.ticket_b}").get_data(as_text=True)
+    assert f'id="m{extra_id}"' in page  # whoever sees a ticket sees all of it, wherever a message came in
+    assert "Wholesale" in agent_b.get(f"/messages/{extra_id}/body").get_data(as_text=True)
+    assert world.marker_a not in page and agent_b.get(f"/messages/{world.message_a}/body").status_code == 404
