@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_CREATED = "message.created"
 MESSAGE_UPDATED = "message.updated"
+MESSAGE_MOVED = "message.moved"  # split off or moved to another ticket: both tickets' pages refresh
 TICKET_CREATED = "ticket.created"
 TICKET_UPDATED = "ticket.updated"
 TICKET_ASSIGNED = "ticket.assigned"

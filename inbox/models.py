@@ -20,7 +20,8 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 ROLES = ("admin", "lead", "agent")
 CHANNELS = ("email", "telegram", "instagram", "webchat")
 DIRECTIONS = ("inbound", "outbound", "note")
-DELIVERY_STATES = ("queued", "sending", "sent", "delivered", "read", "delayed", "failed")
+# "manual": a reply the agent sent by hand on the channel (Instagram without the Graph API); never delivered by us
+DELIVERY_STATES = ("queued", "sending", "sent", "delivered", "read", "delayed", "failed", "manual")
 
 
 class TeamMember(Base):

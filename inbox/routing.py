@@ -141,6 +141,9 @@ class Lookups:
                     self.by_thread.setdefault((id(known[contact_id]), key), ticket)
 
     def ticket_for_message_id(self, message_id: str) -> Ticket | None:
+        # The stored message first: an agent may have split or moved it to another ticket since it was sent.
+        if (stored := self.by_message_id.get(message_id)) is not None:
+            return stored
         match = OWN_MESSAGE_ID.match(message_id)
         if match:
             ticket = self.session.get(Ticket, int(match.group(1)))

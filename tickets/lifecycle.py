@@ -21,6 +21,7 @@ from inbox.ingest import message_payload
 from inbox.models import PRIORITIES, STATUSES, Identity, Message, Tag, Team, Ticket, TicketTag, User
 from inbox.people import wants_email, wants_mention
 
+MANUAL = "manual"  # delivery state of a reply the agent sent by hand outside Helpline (never delivered by us)
 MENTION = re.compile(r"@([\w.+-]+@[\w-]+\.[\w.-]+|[\w.-]+)")
 
 
@@ -235,8 +236,13 @@ def reply(
     identity_id: int | None = None,
     new_status: str | None = None,
     mail_domain: str = "helpline.local",
+    sent_elsewhere: bool = False,
 ) -> Message:
-    """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job."""
+    """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job.
+
+    ``sent_elsewhere``: the agent already sent it by hand on the channel (an Instagram comment answered in the
+    app): it is recorded as ``manual`` and never delivered, and counts as a public reply like any other.
+    """
     if not text.strip():
         raise InvalidChange("a reply needs text")
     identity = session.get(Identity, identity_id) if identity_id is not None else _reply_identity(session, ticket)
@@ -255,9 +261,10 @@ def reply(
         body_html=html,
         subject=ticket.subject,
         created_at=now,
-        delivery_state="queued",
-        thread_reason="agent reply",
-        next_attempt_at=now,
+        delivery_state=MANUAL if sent_elsewhere else "queued",
+        delivered_at=now if sent_elsewhere else None,
+        thread_reason="agent reply, sent by hand on the channel" if sent_elsewhere else "agent reply",
+        next_attempt_at=None if sent_elsewhere else now,
     )
     session.add(message)
     session.flush()
@@ -274,7 +281,10 @@ def reply(
         new_status = "open"
     if new_status is not None:
         set_status(session, ticket, new_status, by=by)
-    audit.log(session, ticket, "reply", actor_id=by, data={"message_id": message.id, "channel": identity.channel})
+    data: dict[str, object] = {"message_id": message.id, "channel": identity.channel}
+    if sent_elsewhere:
+        data["sent_elsewhere"] = True
+    audit.log(session, ticket, "reply", actor_id=by, data=data)
     events.record(session, events.MESSAGE_CREATED, f"ticket:{ticket.id}", message_payload(message))
     return message
 
@@ -348,3 +358,196 @@ def ticket_tags(session: Session, ticket_ids: Sequence[int]) -> dict[int, list[s
     for ticket_id, name in rows:
         out.setdefault(ticket_id, []).append(name)
     return out
+
+
+# --- split and move: one message (or a run of them) leaves its ticket ------------------------------------------
+#
+# What moves: the chosen message and, for a split with ``with_later=True``, the same sender's later customer
+# messages in that ticket (a customer who opened a new matter usually keeps writing about it); agents' replies and
+# notes in between stay where they are, since they answered the old matter. A message keeps its inbox (its
+# external id is unique per inbox) and its Message-ID, so a later email reply to it (In-Reply-To/References) finds
+# it and threads to the ticket it now belongs to. Chat messages keep joining the contact's newest ticket on the
+# inbox, which after a split is the new one. Both tickets' counters and clocks are recomputed from their messages,
+# the way ingestion and replies set them, so the list, the SLA badges and the reports agree.
+
+
+def _recount(session: Session, ticket: Ticket) -> None:
+    """Set ``ticket``'s message count, last activity, preview and response clocks from the messages it now holds."""
+    from tickets.metrics import customer_time  # metrics defines when a customer message counts from
+
+    rows = session.execute(
+        select(
+            Message.direction,
+            Message.author_id,
+            Message.is_auto,
+            Message.created_at,
+            Message.sent_at,
+            Message.body_text,
+        )
+        .where(Message.ticket_id == ticket.id, Message.direction != "note")
+        .order_by(Message.created_at, Message.id)
+    ).all()
+    ticket.message_count = len(rows)
+    ticket.last_activity_at = max((r.created_at for r in rows), default=ticket.created_at)
+    ticket.first_inbound_at = None
+    ticket.first_response_at = None
+    ticket.waiting_since = None
+    for r in rows:
+        if r.is_auto:
+            continue  # an out-of-office starts no clock and answers nothing
+        if r.direction == "inbound":
+            at = customer_time(r.sent_at, r.created_at)
+            ticket.first_inbound_at = min(ticket.first_inbound_at or at, at)
+            ticket.waiting_since = ticket.waiting_since or at
+        elif r.author_id is not None:  # an agent reply, as tickets.metrics counts one
+            ticket.first_response_at = ticket.first_response_at or r.created_at
+            ticket.waiting_since = None
+    inbound_texts = [" ".join(r.body_text.split()) for r in rows if r.direction == "inbound" and r.body_text.strip()]
+    ticket.preview = inbound_texts[-1][:300] if inbound_texts else ""
+    ticket.updated_at = utcnow()
+
+
+def _movable(session: Session, message: Message, with_later: bool) -> list[Message]:
+    """The message, plus (``with_later``) the same contact's later customer messages in its ticket."""
+    if not with_later or message.direction != "inbound":
+        return [message]
+    later = session.scalars(
+        select(Message)
+        .where(
+            Message.ticket_id == message.ticket_id,
+            Message.contact_id == message.contact_id,
+            Message.direction == "inbound",
+            Message.id > message.id,
+        )
+        .order_by(Message.id)
+    )
+    return [message, *later]
+
+
+def _check_source(session: Session, source: Ticket, moving: list[Message], verb: str) -> None:
+    left = session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.ticket_id == source.id,
+            Message.direction != "note",
+            Message.id.not_in([m.id for m in moving]),
+        )
+    )
+    if not left:
+        raise InvalidChange(
+            f"cannot {verb} the only message of ticket #{source.id}"
+            + ("; merge the ticket instead" if verb == "move" else "")
+        )
+
+
+def _agent_name(session: Session, by: int | None) -> str:
+    user = session.get(User, by) if by is not None else None
+    return (user.name or user.email) if user is not None else "Helpline"
+
+
+def _relocate(session: Session, moving: list[Message], source: Ticket, target: Ticket, reason: str) -> None:
+    for m in moving:
+        history = list((m.meta or {}).get("threading_history", []))
+        history.append({"ticket_id": source.id, "reason": m.thread_reason, "at": utcnow().isoformat()})
+        m.meta = dict(m.meta or {}) | {"threading_history": history[-10:]}
+        m.ticket_id = target.id
+        m.thread_reason = reason[:200]
+    session.flush()
+    for m in moving:
+        session.expire(m, ["ticket"])
+    _recount(session, source)
+    _recount(session, target)
+
+
+def _moved_events(session: Session, moving: list[Message], source: Ticket, target: Ticket) -> None:
+    rooms = {f"ticket:{source.id}", f"ticket:{target.id}", f"inbox:{source.inbox_id}", f"inbox:{target.inbox_id}"}
+    for m in moving:
+        payload = message_payload(m) | {"ticket_id": target.id, "from_ticket_id": source.id}
+        for room in sorted(rooms):
+            events.record(session, events.MESSAGE_MOVED, room, payload)
+
+
+def split_message(
+    session: Session,
+    message: Message,
+    *,
+    by: int | None,
+    with_later: bool = False,
+    allowed_inbox_ids: set[int] | None = None,
+) -> Ticket:
+    """Split a customer message off its ticket into a new ticket of the same contact and inbox.
+
+    The new ticket starts when the message arrived (so its SLA clocks count from then), with the source ticket's
+    priority, team and assignee (open when assigned, else new). ``with_later`` also moves the same sender's later
+    customer messages of that ticket. ``allowed_inbox_ids`` (None: any) are the inboxes the acting user may see.
+    """
+    source = get_ticket(session, message.ticket_id)
+    if allowed_inbox_ids is not None and source.inbox_id not in allowed_inbox_ids:
+        raise NotFound(f"no ticket #{source.id}")
+    if message.direction != "inbound":
+        raise InvalidChange("only a customer message can start a new ticket; move replies and notes instead")
+    moving = _movable(session, message, with_later)
+    _check_source(session, source, moving, "split")
+    arrived = message.created_at
+    ticket = Ticket(
+        inbox_id=source.inbox_id,
+        contact_id=message.contact_id,
+        channel=message.channel,
+        subject=(message.subject or message.body_text.strip().split("\n", 1)[0])[:500],
+        status="open" if source.assignee_id is not None else "new",
+        priority=source.priority,
+        assignee_id=source.assignee_id,
+        team_id=source.team_id,
+        created_at=arrived,
+        updated_at=utcnow(),
+        last_activity_at=arrived,
+        message_count=0,
+    )
+    session.add(ticket)
+    session.flush()
+    name = _agent_name(session, by)
+    _relocate(session, moving, source, ticket, f"split off #{source.id} by {name}")
+    ids = [m.id for m in moving]
+    audit.log(
+        session,
+        ticket,
+        "created",
+        actor_id=by,
+        data={"reason": f"split off #{source.id}", "split_from": source.id, "message_ids": ids},
+        live_event=events.TICKET_CREATED,
+    )
+    audit.log(session, source, "message_split", actor_id=by, data={"into": ticket.id, "message_ids": ids})
+    _moved_events(session, moving, source, ticket)
+    return ticket
+
+
+def move_message(
+    session: Session,
+    message: Message,
+    target: Ticket,
+    *,
+    by: int | None,
+    allowed_inbox_ids: set[int] | None = None,
+) -> Ticket:
+    """Move one message (customer message, reply or note) into another existing ticket.
+
+    Both tickets must lie in inboxes the acting user may see (``allowed_inbox_ids``, None: any). A solved or
+    closed target reopens when the move leaves a customer waiting there (no agent reply after the message).
+    """
+    source = get_ticket(session, message.ticket_id)
+    for ticket in (source, target):
+        if allowed_inbox_ids is not None and ticket.inbox_id not in allowed_inbox_ids:
+            raise NotFound(f"no ticket #{ticket.id}")
+    if target.id == source.id:
+        raise InvalidChange(f"the message is already on ticket #{target.id}")
+    if target.merged_into_id is not None:
+        raise InvalidChange(f"ticket #{target.id} was merged into #{target.merged_into_id}; move it there")
+    _check_source(session, source, [message], "move")
+    _relocate(session, [message], source, target, f"moved from #{source.id} by {_agent_name(session, by)}")
+    audit.log(session, source, "message_moved_out", actor_id=by, data={"into": target.id, "message_ids": [message.id]})
+    audit.log(session, target, "message_moved_in", actor_id=by, data={"from": source.id, "message_ids": [message.id]})
+    if target.waiting_since is not None and target.status in ("solved", "closed"):
+        set_status(session, target, "open", by=by)  # an unanswered customer message moved in
+    _moved_events(session, [message], source, target)
+    return target

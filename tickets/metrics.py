@@ -4,7 +4,10 @@ Definitions (also on the report pages and in docs/reports.md):
 
 - A *customer message* is an inbound message not marked automatic; its time is when it was sent, or when it
   reached Helpline if that is earlier (clocks lie), as ingestion records it.
-- An *agent reply* is an outbound message with an author that is not marked automatic; notes never count.
+- An *agent reply* is an outbound message with an author that is not marked automatic; notes never count. A
+  reply the agent posted by hand on the channel and recorded in Helpline (delivery state ``manual``, Instagram
+  without the Graph API) is a public reply like any other; ``tickets.lifecycle.reply`` sets the ticket's clocks
+  the same way for both.
 - A *wait* starts at a customer message when nobody is waiting yet, and ends at the next agent reply (a
   response) or when the ticket is solved or closed (no response: the customer got nothing to wait for).
 - *First response time*: the first wait of a ticket that ended in a reply. A ticket solved before anyone

@@ -48,3 +48,9 @@ def can_see_contact(session: Session, user: User, contact_id: int) -> bool:
         select(Ticket.id).where(Ticket.contact_id == contact_id, Ticket.inbox_id.in_(ids)).limit(1)
     ) or session.scalar(select(Message.id).where(Message.contact_id == contact_id, Message.inbox_id.in_(ids)).limit(1))
     return found is not None
+
+
+def archived_inbox_ids(session: Session) -> set[int]:
+    """Inboxes archived in the channel settings (``config["archived"]``): gone from folders and filters, while
+    their tickets stay reachable by URL and search for those who may see them."""
+    return {i for i, config in session.execute(select(Inbox.id, Inbox.config)) if (config or {}).get("archived")}

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Select, func, or_, select, union_all
 from sqlalchemy.orm import Session, selectinload
 
-from inbox.models import CHANNELS, PRIORITIES, Inbox, Tag, Ticket, TicketTag, User
+from inbox.db import utcnow
+from inbox.models import CHANNELS, OPEN_STATUSES, PRIORITIES, Inbox, Tag, Ticket, TicketTag, User
+from tickets.sla import SlaStatus, sla_statuses
 from web import access
 
 ACTIVE = ("new", "open", "pending")  # what "open" means in the folders: snoozed and solved have their own
@@ -35,6 +37,7 @@ class Folder:
 class ListPage:
     tickets: list[Ticket]
     next_cursor: str | None
+    sla: dict[int, SlaStatus | None] = field(default_factory=dict)  # the SLA badge of each listed ticket
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,9 @@ def list_page(
     options = (selectinload(Ticket.contact), selectinload(Ticket.assignee), selectinload(Ticket.tags))
     found = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(ids)).options(*options))}
     rows = [found[i] for i in ids if i in found]
-    return ListPage(rows, encode_cursor(rows[-1]) if more and rows else None)
+    # One batch for the page (a few queries whatever its length), from the same clocks the SLA sweep uses.
+    badges = sla_statuses(session, [t.id for t in rows if t.status in OPEN_STATUSES], utcnow()) if rows else {}
+    return ListPage(rows, encode_cursor(rows[-1]) if more and rows else None, badges)
 
 
 def _restrict(stmt: Select[tuple[int]], ids: set[int] | None) -> Select[tuple[int]]:
@@ -182,7 +187,8 @@ def folders(session: Session, user: User) -> list[Folder]:
     inboxes = select(Inbox.id, Inbox.name).order_by(Inbox.name)
     if ids is not None:
         inboxes = inboxes.where(Inbox.id.in_(ids))
-    out += [Folder(f"inbox:{i}", name, total(ACTIVE, i)) for i, name in session.execute(inboxes)]
+    archived = access.archived_inbox_ids(session)  # their tickets stay reachable by URL, search and other folders
+    out += [Folder(f"inbox:{i}", name, total(ACTIVE, i)) for i, name in session.execute(inboxes) if i not in archived]
     tags = _restrict(
         select(Tag.name, func.count(Ticket.id))
         .join(TicketTag, TicketTag.tag_id == Tag.id)

@@ -34,7 +34,12 @@ SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "application
 def _visible_message(message_id: int) -> Message:
     session = get_session()
     message = session.get(Message, message_id)
-    if message is None or not access.can_see_inbox(session, me(), message.inbox_id):
+    if message is None:
+        abort(404)
+    # Its own inbox, or the ticket it is on now (moved or merged in from another inbox): the ticket page shows it.
+    if not (
+        access.can_see_inbox(session, me(), message.inbox_id) or access.can_see_ticket(session, me(), message.ticket)
+    ):
         abort(404)
     return message
 

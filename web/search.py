@@ -17,7 +17,9 @@ from flask_login import login_required
 from sqlalchemy import literal_column, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from inbox.models import STATUSES, Contact, Identity, Inbox, Message, Ticket, User
+from inbox.db import utcnow
+from inbox.models import OPEN_STATUSES, STATUSES, Contact, Identity, Inbox, Message, Ticket, User
+from tickets.sla import sla_statuses
 from web import access
 from web.auth import me
 from web.db import get_session
@@ -141,13 +143,16 @@ def search() -> ResponseReturnValue:
     results = search_tickets(session, me(), q, request.args) if asked else []
     ids = access.visible_inbox_ids(session, me())
     inboxes = access.restrict_inboxes(select(Inbox).order_by(Inbox.name), ids)
+    # Archived inboxes leave the filter (their tickets are still found), unless this search already uses one.
+    archived = access.archived_inbox_ids(session) - {request.args.get("inbox", type=int)}
+    badges = sla_statuses(session, [t.id for t in results if t.status in OPEN_STATUSES], utcnow()) if results else {}
     return render_template(
         "search.html",
         q=q,
         asked=asked,
-        page=ListPage(results, None),
+        page=ListPage(results, None, badges),
         statuses=STATUSES,
-        inboxes=list(session.scalars(inboxes)),
+        inboxes=[i for i in session.scalars(inboxes) if i.id not in archived],
         agents=assignable_users(session, me(), ids),
         total=len(results),
         limit=LIMIT,

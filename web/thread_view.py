@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from inbox.models import Message, Ticket
@@ -29,10 +29,13 @@ def thread_groups(
     messages = list(page.messages)
     if before_id is None:
         seen = {m.id for m in messages}
+        # Also this ticket's messages from inboxes the user cannot see otherwise (moved or merged in from there):
+        # who may see a ticket may see all of it.
+        foreign = Message.contact_id != contact_id
+        if inbox_ids is not None:
+            foreign = or_(foreign, Message.inbox_id.not_in(inbox_ids))
         others = session.scalars(
-            select(Message)
-            .where(Message.ticket_id == ticket.id, Message.contact_id != contact_id)
-            .options(selectinload(Message.attachments))
+            select(Message).where(Message.ticket_id == ticket.id, foreign).options(selectinload(Message.attachments))
         )
         messages += [m for m in others if m.id not in seen]
     messages.sort(key=lambda m: (m.created_at, m.id))

@@ -220,3 +220,6 @@ def merge(ticket_id: int) -> ResponseReturnValue:
     target = visible_ticket(int(target_id))
     lifecycle.merge_tickets(get_session(), source, target, by=me().id)
     return _done(target)
+
+
+from web import message_actions  # noqa: E402, F401  (split/move and Instagram routes on this blueprint)

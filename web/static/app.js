@@ -125,7 +125,7 @@
         });
     }, 250);
     ["message.created", "ticket.created", "ticket.updated", "ticket.assigned", "ticket.status_changed",
-     "ticket.merged"].forEach(function (name) { socket.on(name, refreshList); });
+     "ticket.merged", "message.moved"].forEach(function (name) { socket.on(name, refreshList); });
   }
 
   if (page === "ticket" && socket) {
@@ -142,6 +142,9 @@
     }, 150);
     socket.on("message.created", function (p) { if (String(p.ticket_id) === ticketId) { refreshThread(); } });
     socket.on("message.updated", function (p) { if (String(p.ticket_id) === ticketId) { refreshThread(); } });
+    socket.on("message.moved", function (p) {  // split off or moved: it left this ticket, or joined it
+      if (String(p.ticket_id) === ticketId || String(p.from_ticket_id) === ticketId) { refreshThread(); }
+    });
     ["ticket.updated", "ticket.assigned", "ticket.status_changed", "ticket.merged"].forEach(function (name) {
       socket.on(name, function (p) { if (String(p.id) === ticketId) { refreshMeta(); } });
     });
