@@ -230,8 +230,12 @@ def reply(
     identity_id: int | None = None,
     new_status: str | None = None,
     mail_domain: str = "helpline.local",
+    inbox_id: int | None = None,
 ) -> Message:
-    """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job."""
+    """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job.
+
+    ``inbox_id`` sends it through another inbox than the ticket's (a chat answered by email through the widget's
+    linked email inbox); the message stays on this ticket, and email answers thread back to it."""
     if not text.strip():
         raise InvalidChange("a reply needs text")
     identity = session.get(Identity, identity_id) if identity_id is not None else _reply_identity(session, ticket)
@@ -240,7 +244,7 @@ def reply(
     now = utcnow()
     message = Message(
         ticket_id=ticket.id,
-        inbox_id=ticket.inbox_id,
+        inbox_id=inbox_id if inbox_id is not None else ticket.inbox_id,
         contact_id=ticket.contact_id,
         identity_id=identity.id,
         author_id=by,

@@ -78,7 +78,7 @@ def test_loader_is_small_and_frame_is_framable_only_by_allowed_origins(live: Liv
     csp = frame.headers["Content-Security-Policy"]
     assert f"frame-ancestors {SHOP} " in csp and "script-src 'self'" in csp
     total = len(loader.content)
-    for src in ("/static/widget/frame.js", "/static/vendor/socket.io.min.js"):
+    for src in ("/widget/frame.js", "/static/vendor/socket.io.min.js"):
         assert src in frame.text
         total += len(requests.get(f"{live.url}{src}", timeout=5).content)
     assert total < 60 * 1024

@@ -223,9 +223,11 @@ def test_agent_typing_reaches_only_that_visitor(app: Flask, widget: Widget, visi
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("merge", [True, False])
-def test_signed_customer_joins_their_email_contact_and_a_typed_email_never_does(
+def test_known_email_joins_its_customer_only_when_the_shop_allows_and_shows_nothing_of_theirs(
     app: Flask, make_widget: Callable[..., Widget], visitors: Callable[..., Visitor], merge: bool
 ) -> None:
+    """Signed or typed, a known customer's email joins that contact only with ``merge_contacts`` on; either way the
+    widget shows each visitor their own chat only: typing someone's address reveals nothing of theirs."""
     from inbox.identities import find_identity
 
     widget = make_widget(merge_contacts=merge)
@@ -248,9 +250,11 @@ def test_signed_customer_joins_their_email_contact_and_a_typed_email_never_does(
         typed_identity = find_identity(session, "webchat", impostor.token.split(".")[0])
         assert signed_identity is not None and typed_identity is not None
         assert (signed_identity.contact_id == ann_contact) is merge
-        assert typed_identity.contact_id != ann_contact
+        assert (typed_identity.contact_id == ann_contact) is merge
         assert typed_identity.contact.attributes["webchat_email"] == "ann@example.com"
-        assert typed_identity.contact.name == "Ann Lee"  # a name, once given, is not replaced by a later one
+        if not merge:
+            assert typed_identity.contact.name == "Ann Lee"  # a name, once given, is not replaced by a later one
+            assert find_identity(session, "email", "ann@example.com").contact_id == ann_contact  # type: ignore[union-attr]
     for v in (signed, impostor):
         v.close()
         again = visitors(widget, token=v.token)

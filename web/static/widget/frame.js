@@ -15,6 +15,11 @@ var store = {
   del: function (k) { try { window.localStorage.removeItem(k); } catch (e) { delete memory[k]; } }
 };
 var token = null, socket = null, open = false, unread = 0, lastAgentId = 0, profile = null, user = null;
+var body = document.body, profileKey = "helpline:" + inbox + ":profile";
+// The admin's settings: position, the pre-chat fields to give, and whether answers go by email (nobody there).
+var position = body.getAttribute("data-position"), away = body.getAttribute("data-away") === "yes";
+var need = body.getAttribute("data-need").split(" ").filter(Boolean), historyCount = 0;
+try { profile = JSON.parse(store.get(profileKey) || "null"); } catch (e) { profile = null; }
 var shown = {};  // message id or "c:" + client id -> <li>
 window.helplineWidget = { events: [] };  // for tests and debugging: what the server said, in order
 
@@ -34,8 +39,21 @@ function showError(message) {
 // The page that frames us: frame-ancestors already limited it to the inbox's allowed origins.
 var parentOrigin = (location.ancestorOrigins && location.ancestorOrigins[0]) ||
   (document.referrer ? new URL(document.referrer).origin : null);
-function tellParent() {
-  window.parent.postMessage({ type: "helpline:state", open: open }, "*");  // state only, no chat content
+function tellParent() {  // state and side only, no chat content
+  window.parent.postMessage({ type: "helpline:state", open: open, position: position }, "*");
+}
+// The fields to give before chatting (the page lists them: required ones, and an email when nobody is there
+// and answers go by email); a returning visitor keeps chatting.
+function applyGate() {
+  var p = profile || {}, left = historyCount ? [] : need.filter(function (f) { return !p[f]; });
+  var gated = left.length > 0;
+  $("profile-name").required = left.indexOf("name") >= 0;
+  $("profile-email").required = left.indexOf("email") >= 0;
+  $("compose").hidden = gated;
+  $("profile-intro").hidden = !gated;
+  $("profile-submit").textContent = gated ? "Start chat" : "Save";
+  if (gated) { $("about-you").open = true; }
+  return gated;
 }
 function keepToken(value) {
   token = value;
@@ -100,6 +118,10 @@ function send(item) {
     if (ack && ack.ok) {
       savePending(pending().filter(function (p) { return p.id !== item.id; }));
       render({ id: ack.id, client_id: item.id, from: "visitor", text: item.text });
+      if (away && profile && profile.email) {
+        $("offline-note").textContent = "Thanks! We'll answer by email at " + profile.email + ".";
+        $("offline-note").hidden = false;
+      }
     } else if (ack && ack.retry) {
       showError(ack.error);
       setTimeout(function () { if (socket.connected) { send(item); } }, 5000);
@@ -118,6 +140,8 @@ function connect() {
   });
   socket.on("history", function (data) {
     window.helplineWidget.events.push(["history", data.messages.length]);
+    historyCount = data.messages.length;
+    applyGate();
     data.messages.forEach(render);
     pending().forEach(function (item) {
       render({ client_id: item.id, from: "visitor", text: item.text, pending: true });
@@ -184,11 +208,23 @@ function start() {
 
 $("profile").addEventListener("submit", function (e) {
   e.preventDefault();
-  profile = { name: $("profile-name").value, email: $("profile-email").value };
-  if (!socket) { return; }
-  socket.emit("visitor:profile", profile, function (ack) {
-    $("profile-saved").textContent = ack && ack.ok ? "Saved. Thank you!" : "Not saved, try again.";
-  });
+  var name = $("profile-name"), email = $("profile-email");
+  var bad = [name, email].filter(function (input) { return !input.checkValidity(); });
+  [name, email].forEach(function (input) { input.setAttribute("aria-invalid", String(bad.indexOf(input) >= 0)); });
+  if (bad.length) {
+    $("profile-saved").textContent = bad[0] === email ? "Please enter a valid email address." : "Please enter your name.";
+    bad[0].focus();
+    return;
+  }
+  var wasGated = $("compose").hidden;
+  profile = { name: name.value.trim(), email: email.value.trim() };
+  store.set(profileKey, JSON.stringify(profile));
+  var done = function (ok) {
+    $("profile-saved").textContent = ok ? "Saved. Thank you!" : "Not saved, try again.";
+    if (!applyGate() && wasGated) { $("about-you").open = false; text.focus(); }
+  };
+  if (!socket || !socket.connected) { done(true); return; }  // sent with the next connection's auth
+  socket.timeout(10000).emit("visitor:profile", profile, function (err, ack) { done(!err && ack && ack.ok); });
 });
 launcher.addEventListener("click", function () { setOpen(true); });
 $("close").addEventListener("click", function () { setOpen(false); });
@@ -240,6 +276,7 @@ var fragment = /[#&]t=([^&]+)/.exec(location.hash), signed = /[#&]u=([^&]+)/.exe
 token = fragment ? decodeURIComponent(fragment[1]) : store.get(tokenKey);
 try { user = signed ? JSON.parse(decodeURIComponent(signed[1])) : null; } catch (e) { user = null; }
 if (location.hash) { history.replaceState(null, "", location.pathname + location.search); }
+applyGate();
 start();
 tellParent();
 })();
