@@ -167,7 +167,8 @@ def widget_settings(config: Mapping[str, Any], inbox_name: str) -> dict[str, Any
     """What the widget shows, from an inbox's stored config with defaults; every value is safe to hand out."""
     color = str(config.get("color") or "")
     position = str(config.get("position") or "right")
-    prechat = config.get("prechat") if isinstance(config.get("prechat"), Mapping) else {}
+    stored = config.get("prechat")
+    prechat: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
     return {
         "title": str(config.get("title") or inbox_name)[:100],
         "greeting": str(config.get("greeting") or DEFAULT_GREETING)[:MAX_SETTING_TEXT],

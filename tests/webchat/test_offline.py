@@ -59,7 +59,8 @@ def linked(
                                       smtp_port=controller.port, smtp_security="none",
                                       smtp_username=SMTP_USER),
         )
-        email.secrets = encrypt_json(app.config["SECRET_KEY"], {"password": IMAP_PASSWORD, "smtp_password": SMTP_PASSWORD})
+        secrets = {"password": IMAP_PASSWORD, "smtp_password": SMTP_PASSWORD}
+        email.secrets = encrypt_json(app.config["SECRET_KEY"], secrets)
         session.commit()
         email_id = email.id
     return make_widget(email_inbox_id=email_id), email_id, user

@@ -261,3 +261,31 @@ def test_known_email_joins_its_customer_only_when_the_shop_allows_and_shows_noth
         again.connect()
         texts = [m["text"] for m in again.events("history")[0]["messages"]]
         assert "my private email" not in texts and len(texts) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_read_receipts_mark_only_the_visitors_own_replies_read(
+    app: Flask, widget: Widget, visitors: Callable[..., Visitor]
+) -> None:
+    """``visitor:read`` turns the replies the visitor saw into ``read`` for agents; another chat's are untouched."""
+    ann, bob = visitors(widget), visitors(widget)
+    ann.connect()
+    bob.connect()
+    ann.send("read-00001", "Hello from Ann")
+    bob.send("read-00002", "Hello from Bob")
+    with app.extensions["helpline"].factory() as session:
+        replies = {}
+        for msg in session.scalars(select(Message).where(Message.inbox_id == widget.inbox_id)):
+            reply = lifecycle.reply(session, msg.ticket, f"Hi {msg.body_text[11:]}", by=widget.agent_id)
+            reply.delivery_state = "sent"
+            replies[msg.body_text[11:]] = reply
+        session.commit()
+        ann_reply, bob_reply = replies["Ann"].id, replies["Bob"].id
+    # Ann claims to have read up to Bob's reply (a higher id): only her own becomes read.
+    got = ann.client.call("visitor:read", {"id": max(ann_reply, bob_reply)}, namespace=webchat.NAMESPACE, timeout=5)
+    assert got == {"ok": True, "read": 1}
+    with app.extensions["helpline"].factory() as session:
+        outbound = session.scalars(select(Message).where(Message.direction == "outbound"))
+        states = {m.id: m.delivery_state for m in outbound}
+    assert states == {ann_reply: "read", bob_reply: "sent"}
+    assert ann.client.call("visitor:read", {"id": "all"}, namespace=webchat.NAMESPACE, timeout=5) == {"ok": False}

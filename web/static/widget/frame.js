@@ -91,6 +91,11 @@ function render(m) {
       var who = document.createElement("span");
       who.className = "author";
       who.textContent = m.author;
+      var avatar = document.createElement("i");  // the agent's initials; the name beside it is what is read out
+      avatar.className = "avatar";
+      avatar.setAttribute("aria-hidden", "true");
+      avatar.textContent = m.author.split(/\s+/).map(function (w) { return w.charAt(0); }).join("").slice(0, 2);
+      who.prepend(avatar);
       li.appendChild(who);
     }
     var p = document.createElement("p");
