@@ -130,6 +130,8 @@ def reply(ticket_id: int) -> ResponseReturnValue:
         for f in request.files.getlist("files")
         if f.filename
     )
+    if by_email is not None and by_email.visitor:
+        message.meta = dict(message.meta or {}) | {"webchat_visitor": by_email.visitor}
     store_attachments(session, message, files)  # the worker sends what is stored with the message
     session.commit()
     jobs.enqueue_delivery(message.id)  # after the commit: a worker must find the row

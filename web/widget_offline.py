@@ -5,8 +5,8 @@ inbox links an email inbox (``config["email_inbox_id"]``, set on the widget sett
 contact has an email identity (the address they typed, web.widget_views.link_typed_email, or their signed-in
 customer's), the reply is queued as an ordinary outbound email: identity = that email identity, inbox = the email
 inbox, ticket = the chat's ticket. The normal outbox delivers it with a stable Message-ID, so the customer's email
-answer threads back into the same ticket (inbox.routing follows In-Reply-To within the email inbox). The chat keeps
-nothing back: a visitor who returns sees their own messages; the answer is in their mailbox.
+answer threads back into the same ticket (inbox.routing follows In-Reply-To within the email inbox). The reply is
+marked with the visitor id (``meta["webchat_visitor"]``), so a visitor who returns to the chat sees it there too.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class EmailRoute:
     identity_id: int
     inbox_id: int
     address: str
+    visitor: str | None = None  # the visitor id it stands in for: the reply shows in their chat history too
 
 
 def linked_email_inbox(session: Session, widget: Inbox) -> Inbox | None:
@@ -66,4 +67,4 @@ def email_route(session: Session, ticket: Ticket, identity_id: int | None) -> Em
     if not emails:
         return None
     chosen = next((i for i in emails if i.handle == typed), emails[-1])  # the address they gave us last
-    return EmailRoute(chosen.id, email_inbox.id, chosen.handle)
+    return EmailRoute(chosen.id, email_inbox.id, chosen.handle, visitor.handle)

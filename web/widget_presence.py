@@ -21,9 +21,13 @@ log = logging.getLogger(__name__)
 
 TTL = 90  # seconds a socket counts as online without renewal
 RENEW = 30  # seconds between two renewals of this process's sockets
+# Seconds a visitor still counts as there after their last socket closed: moving to another page of the shop
+# closes the socket and the next page opens a new one, and a reply meanwhile belongs in the chat.
+GRACE = 60
 _KEY = "helpline:webchat:online:"
 
 _local: dict[str, str] = {}  # sid -> visitor id, this process's sockets
+_recent: dict[str, float] = {}  # visitor id -> until when a closed socket still counts (no Redis)
 _lock = threading.Lock()
 _renewer: threading.Thread | None = None
 _app: list[Flask] = []  # the app whose Redis the renewer writes to (the latest to see a socket)
@@ -48,13 +52,22 @@ def arrived(visitor_id: str, sid: str) -> None:
 
 
 def left(sid: str) -> None:
+    """A socket closed: it counts for ``GRACE`` more seconds, then no longer."""
+    until = time.time() + GRACE
     with _lock:
         visitor_id = _local.pop(sid, None)
+        if visitor_id is not None and GRACE > 0:
+            _recent[visitor_id] = until
+            for stale in [v for v, t in _recent.items() if t < until - GRACE]:
+                del _recent[stale]
     client = _redis()
     if visitor_id is None or client is None:
         return
     try:
-        client.hdel(_KEY + visitor_id, sid)
+        if GRACE > 0:
+            client.hset(_KEY + visitor_id, sid, f"{until:.0f}")
+        else:
+            client.hdel(_KEY + visitor_id, sid)
     except RedisError:
         log.warning("presence: could not clear socket %s of %s", sid, visitor_id)
 
@@ -62,7 +75,7 @@ def left(sid: str) -> None:
 def is_online(visitor_id: str) -> bool:
     """Whether any web process holds a live socket of this visitor."""
     with _lock:
-        if visitor_id in _local.values():
+        if visitor_id in _local.values() or _recent.get(visitor_id, 0.0) > time.time():
             return True
     client = _redis()
     if client is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.sansio.response import Response as BaseResponse
@@ -26,7 +26,7 @@ from connectors import webchat
 from inbox.crypto import decrypt_json
 from inbox.identities import find_identity, live_contact, merge_contacts, resolve_identity
 from inbox.ingest import InboundAttachment, find_message, ingest
-from inbox.models import Attachment, Contact, Identity, Inbox, Message, User
+from inbox.models import Attachment, Contact, Identity, Inbox, Message, Ticket, User
 from web.db import get_session
 from web.throttle import LoginThrottle
 from web.widget_availability import availability
@@ -158,16 +158,24 @@ def visible_messages(
     identity = find_identity(session, "webchat", visitor_id)
     if identity is None:
         return None
+    contact = live_contact(session, identity.contact)
     if signed:
-        contact = live_contact(session, identity.contact)
         identity_ids = select(Identity.id).where(Identity.contact_id == contact.id, Identity.channel == "webchat")
     else:
         identity_ids = select(Identity.id).where(Identity.id == identity.id)
-    return select(Message).where(
+    chat = and_(
         Message.inbox_id == inbox.id,
         Message.identity_id.in_(identity_ids),
         Message.direction.in_(("inbound", "outbound")),
     )
+    # Replies that went by email while this visitor was away (web.widget_offline), on this chat's tickets.
+    tickets = select(Ticket.id).where(Ticket.inbox_id == inbox.id, Ticket.contact_id == contact.id)
+    emailed = and_(
+        Message.ticket_id.in_(tickets),
+        Message.direction == "outbound",
+        Message.meta["webchat_visitor"].as_string() == visitor_id,
+    )
+    return select(Message).where(or_(chat, emailed))
 
 
 def history(session: Session, inbox: Inbox, visitor_id: str, *, signed: bool = False) -> list[dict[str, Any]]:

@@ -30,6 +30,12 @@ from workers.outbound import deliver_message
 BOTH = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A closed socket stops counting at once (the grace for page changes has its own test)."""
+    monkeypatch.setattr(widget_presence, "GRACE", 0)
+
+
 @pytest.fixture(scope="module")
 def dovecot() -> Iterator[Dovecot]:
     with running_dovecot() as server:
@@ -142,6 +148,13 @@ def test_reply_to_a_visitor_who_left_goes_by_email_and_the_answer_threads_back(
         assert delivered is not None and delivered.delivery_state == "sent"
         assert sent["Message-ID"] == delivered.message_id_header
 
+    # Back on the shop's site later, Ann finds the answer in the chat too.
+    back = visitors(widget, token=visitor.token)
+    back.connect()
+    texts = [(m["from"], m["text"]) for m in back.events("history")[0]["messages"]]
+    assert texts == [("visitor", "Is the blue teapot back in stock?"), ("agent", "Yes, it is back: 12 in stock.")]
+    back.close()
+
     # Ann answers from her mail client: the mailbox's sync files it in the same chat ticket.
     dovecot.deliver(imap_user, mail(sender="Ann Lee <ann@example.com>", message_id="<ann-answer@example.com>",
                                     in_reply_to=sent["Message-ID"], subject=str(sent["Subject"]),
@@ -201,6 +214,20 @@ def test_without_a_linked_inbox_or_an_email_the_reply_waits_in_the_chat(
             reply = session.get(Message, message_id)
             assert reply is not None and reply.channel == "webchat" and reply.inbox_id == widget.inbox_id
         assert "goes by email" not in page
+
+
+def test_moving_to_another_page_of_the_shop_is_not_leaving(
+    app: Flask, make_widget: Callable[..., Widget], visitors: Callable[..., Visitor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(widget_presence, "GRACE", 2)
+    widget = make_widget()
+    visitor = visitors(widget)
+    visitor.connect()
+    visitor_id = visitor.token.split(".")[0]
+    visitor.close()  # the next page of the shop opens a new socket a moment later
+    time.sleep(0.3)
+    assert online(app, visitor_id)
+    wait_for(lambda: not online(app, visitor_id), timeout=10)
 
 
 def test_presence_expires_when_a_web_process_dies(app: Flask, redis_url: str) -> None:
