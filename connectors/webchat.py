@@ -292,8 +292,18 @@ def render_agent_message(outbound: Outbound) -> dict[str, Any]:
         "from": "agent",
         "text": outbound.text,
         "author": str(outbound.meta.get("author_name") or outbound.from_name or ""),
-        "attachments": [{"name": a.filename, "type": a.content_type} for a in outbound.attachments],
+        "attachments": [
+            {"id": i, "name": a.filename, "type": a.content_type}
+            for a, i in zip(outbound.attachments, _attachment_ids(outbound), strict=False)
+        ],
     }
+
+
+def _attachment_ids(outbound: Outbound) -> list[int | None]:
+    """Our attachment ids (``meta["attachment_ids"]``, in order), so the visitor's browser can fetch the files."""
+    ids = outbound.meta.get("attachment_ids")
+    got = [i if isinstance(i, int) else None for i in ids] if isinstance(ids, list) else []
+    return got + [None] * (len(outbound.attachments) - len(got))
 
 
 def read_receipt(outbound: Outbound) -> dict[str, Any] | None:

@@ -142,7 +142,9 @@ def visitor_message_json(message: Message, visitor_id: str, authors: dict[int, s
         "at": message.created_at.isoformat() if message.created_at else None,
         "author": authors.get(message.author_id or 0, "") if message.direction == "outbound" else "",
         "read": message.delivery_state == "read",
-        "attachments": [{"name": a.filename, "type": a.content_type} for a in message.attachments],
+        "attachments": [
+            {"id": a.id, "name": a.filename, "type": a.content_type} for a in message.attachments if a.sha256
+        ],
     }
 
 
@@ -346,18 +348,20 @@ def attachments_api() -> ResponseReturnValue:
         )
     except webchat.InvalidEvent as exc:
         return _json_error(400, str(exc))
-    body = {"ok": True, "id": message.id, "attachment": {"name": attachment.filename, "type": content_type}}
+    stored = next((a.id for a in message.attachments if a.filename == attachment.filename), None)
+    shown = {"id": stored, "name": attachment.filename, "type": content_type}
+    body = {"ok": True, "id": message.id, "attachment": shown}
     return _cors(current_app.json.response(body), inbox)
 
 
 @bp.get("/widget/api/attachments/<int:attachment_id>")
 def attachment_download(attachment_id: int) -> ResponseReturnValue:
-    """A file of the visitor's own conversation (``?inbox=&token=``); anything else is 404."""
+    """A file of the visitor's own conversation (``?inbox=``, the token in ``X-Visitor-Token``, which keeps it
+    out of URLs and logs, or ``&token=``); anything else is 404."""
     session = get_session()
     inbox = find_widget_inbox(session, request.args.get("inbox"))
-    visitor_id = (
-        webchat.verify_visitor(visitor_signing_key(inbox), request.args.get("token")) if inbox else None
-    )
+    token = request.headers.get("X-Visitor-Token") or request.args.get("token")
+    visitor_id = webchat.verify_visitor(visitor_signing_key(inbox), token) if inbox else None
     stmt = visible_messages(session, inbox, visitor_id) if inbox is not None and visitor_id else None
     att = session.get(Attachment, attachment_id)
     if stmt is None or att is None or att.sha256 is None:
@@ -375,7 +379,7 @@ def attachment_download(attachment_id: int) -> ResponseReturnValue:
 def compact_js(source: str) -> str:
     """The widget's own scripts without comments and indentation (they count against the 60 KB budget; the
     files in web/static/widget stay commented). Conservative: whole-line comments, and a trailing `` // `` comment
-    only where the code before it has no string or regular expression that could contain one."""
+    only where the code before it has no regular expression, escape or template, and no string left open."""
     lines: list[str] = []
     in_block = False
     for raw in source.splitlines():
@@ -389,8 +393,9 @@ def compact_js(source: str) -> str:
         if not line or line.startswith("//"):
             continue
         cut = line.find(" // ")
-        if cut > 0 and not any(q in line[:cut] for q in ('"', "'", "/", "`")):
-            line = line[:cut].rstrip()
+        code = line[:cut]
+        if cut > 0 and not any(c in code for c in "/\\`") and code.count('"') % 2 == 0 and code.count("'") % 2 == 0:
+            line = code.rstrip()  # no regex, escape or template before it, and every string closed
         lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,6 @@
 """In Chromium: what an admin sets on the widget settings page is what the visitor's widget does (colour, greeting,
-position, pre-chat fields), and with nobody there the widget becomes the offline form that asks for an email."""
+position, pre-chat fields); with nobody there the widget becomes the offline form that asks for an email; files
+go both ways and open in the widget."""
 
 from __future__ import annotations
 
@@ -154,3 +155,50 @@ def test_nobody_there_the_widget_asks_for_an_email_and_links_it(
             assert emails == ["lee@example.com"]
             chat_inbox = session.get(Inbox, widget.inbox_id)
             assert chat_inbox is not None
+
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2b53f6e0000000049454e44ae426082"
+)
+
+
+def test_files_go_both_ways_and_open_in_the_widget(
+    browser: Browser, app: Flask, live: LiveServer, make_widget: Callable[..., Widget], tmp_path: Any  # noqa: F811
+) -> None:
+    from inbox.ingest import InboundAttachment, store_attachments
+    from tickets import lifecycle
+    from workers.outbound import deliver_message
+
+    with shop_page(live, make_widget) as (shop_url, widget):
+        page = browser.new_context().new_page()
+        page.goto(shop_url)
+        chat = page.frame_locator("#helpline-chat-frame")
+        chat.locator("#launcher").click()
+        photo = tmp_path / "teapot.png"
+        photo.write_bytes(PNG_1PX)
+        chat.locator("#file").set_input_files(str(photo))
+        image = chat.locator("#log li.visitor .file img")
+        expect(image).to_have_attribute("alt", "teapot.png")
+        assert image.evaluate("e => e.complete && e.naturalWidth") == 1  # the real picture, from a blob
+        assert (image.get_attribute("src") or "").startswith("blob:")
+        # Too big or not an image/PDF: a clear error, nothing stored.
+        fake = tmp_path / "notes.png"
+        fake.write_bytes(b"<svg onload=alert(1)>")
+        chat.locator("#file").set_input_files(str(fake))
+        expect(chat.locator("#error")).to_have_text("only images (PNG, JPEG, GIF, WebP) and PDF files")
+
+        with app.extensions["helpline"].factory() as session:
+            asked = session.scalars(select(Message).where(Message.inbox_id == widget.inbox_id)).one()
+            reply = lifecycle.reply(session, asked.ticket, "Here is the invoice.", by=widget.agent_id)
+            pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+            store_attachments(session, reply, (InboundAttachment("invoice.pdf", "application/pdf", pdf),))
+            session.commit()
+            reply_id = reply.id
+        assert deliver_message(reply_id) == "sent"
+        link = chat.locator("#log li.agent .file a[download]")
+        expect(link).to_have_attribute("download", "invoice.pdf")
+        with page.expect_download() as got:
+            link.click()
+        assert got.value.suggested_filename == "invoice.pdf"
+        assert open(got.value.path(), "rb").read().startswith(b"%PDF-")

@@ -36,7 +36,7 @@ def test_attachments_within_limits_are_stored(app: Flask, live: LiveServer, make
     widget = make_widget(max_attachment_bytes=1024)
     token = widget.token()
     ok = upload(live, widget, token, "photo.png", PNG, "image/png")
-    assert ok.status_code == 200 and ok.json()["attachment"] == {"name": "photo.png", "type": "image/png"}
+    assert ok.status_code == 200 and ok.json()["attachment"] | {"id": 0} == {"id": 0, "name": "photo.png", "type": "image/png"}
     assert upload(live, widget, token, "invoice.pdf", PDF, "application/pdf", id="upload-0002").status_code == 200
     # Resent after a lost answer: stored once.
     assert upload(live, widget, token, "photo.png", PNG, "image/png").json()["id"] == ok.json()["id"]
@@ -68,6 +68,28 @@ def test_attachments_within_limits_are_stored(app: Flask, live: LiveServer, make
         f"{live.url}/widget/api/attachments/{att_id}", params=params | {"token": widget.token()}, timeout=5
     )
     assert theirs.status_code == 404
+    # The widget sends the token in a header, which keeps it out of URLs and access logs.
+    url = f"{live.url}/widget/api/attachments/{att_id}"
+    by_header = requests.get(url, params={"inbox": widget.public_key}, headers={"X-Visitor-Token": token}, timeout=5)
+    assert by_header.status_code == 200 and by_header.content in (PNG, PDF)
+    assert requests.get(url, params={"inbox": widget.public_key}, timeout=5).status_code == 404
+
+
+def test_compacting_the_widget_scripts_keeps_the_code() -> None:
+    from web.widget_views import compact_js
+
+    source = """/* header
+     * more */
+    var a = "x // not a comment"; // kept: the first " // " is inside a string
+    var b = /\\/\\//.test(c); // kept: a regular expression comes first
+      // a whole-line comment
+    call('it'); // gone too
+    """
+    assert compact_js(source).splitlines() == [
+        'var a = "x // not a comment"; // kept: the first " // " is inside a string',
+        "var b = /\\/\\//.test(c); // kept: a regular expression comes first",
+        "call('it');",
+    ]
 
 
 def test_loader_is_small_and_frame_is_framable_only_by_allowed_origins(live: LiveServer, widget: Widget) -> None:

@@ -21,9 +21,10 @@ var position = body.getAttribute("data-position"), away = body.getAttribute("dat
 var need = body.getAttribute("data-need").split(" ").filter(Boolean), historyCount = 0;
 try { profile = JSON.parse(store.get(profileKey) || "null"); } catch (e) { profile = null; }
 var shown = {};  // message id or "c:" + client id -> <li>
-window.helplineWidget = { events: [] };  // for tests and debugging: what the server said, in order
+var events = [];
+window.helplineWidget = { events: events };  // for tests and debugging: what the server said, in order
 
-document.documentElement.style.setProperty("--accent", document.body.getAttribute("data-color") || "#2d5bd7");
+document.documentElement.style.setProperty("--accent", body.getAttribute("data-color"));
 
 function pending() { try { return JSON.parse(store.get(pendingKey) || "[]"); } catch (e) { return []; } }
 function savePending(list) { store.set(pendingKey, JSON.stringify(list)); }
@@ -91,7 +92,8 @@ function render(m) {
       var who = document.createElement("span");
       who.className = "author";
       who.textContent = m.author;
-      var avatar = document.createElement("i");  // the agent's initials; the name beside it is what is read out
+      // The agent's initials; the name beside it is what is read out.
+      var avatar = document.createElement("i");
       avatar.className = "avatar";
       avatar.setAttribute("aria-hidden", "true");
       avatar.textContent = m.author.split(/\s+/).map(function (w) { return w.charAt(0); }).join("").slice(0, 2);
@@ -106,6 +108,7 @@ function render(m) {
       f.className = "file";
       f.textContent = "\u{1F4CE} " + a.name;
       li.appendChild(f);
+      if (a.id) { showFile(f, a); }
     });
     log.appendChild(li);
     log.scrollTop = log.scrollHeight;
@@ -115,6 +118,21 @@ function render(m) {
   li.classList.toggle("pending", !!m.pending);
   li.classList.toggle("failed", !!m.failed);
   if (m.from === "agent" && m.id > lastAgentId) { lastAgentId = m.id; }
+}
+
+// A file of the conversation: fetched with the token in a header (never in a URL), shown as an image or offered as
+// a download from a blob (the server sends only images and PDFs it checked, inline nowhere else).
+function showFile(f, a) {
+  fetch("/widget/api/attachments/" + a.id + "?inbox=" + encodeURIComponent(inbox), { headers: { "X-Visitor-Token": token } })
+    .then(function (r) { return r.ok ? r.blob() : null; })
+    .then(function (b) {
+      if (!b) { return; }
+      var url = URL.createObjectURL(b), image = /^image\//.test(b.type);
+      var el = document.createElement(image ? "img" : "a");
+      if (image) { el.src = url; el.alt = a.name; } else { el.href = url; el.download = a.name; el.textContent = f.textContent; }
+      f.textContent = "";
+      f.appendChild(el);
+    });
 }
 
 function send(item) {
@@ -144,7 +162,7 @@ function connect() {
     auth: function (cb) { cb({ inbox: inbox, token: token, profile: profile, user: user }); }
   });
   socket.on("history", function (data) {
-    window.helplineWidget.events.push(["history", data.messages.length]);
+    events.push(["history", data.messages.length]);
     historyCount = data.messages.length;
     applyGate();
     data.messages.forEach(render);
@@ -156,7 +174,7 @@ function connect() {
   });
   socket.on("connect", function () { showError(""); });
   socket.on("agent:message", function (m) {
-    window.helplineWidget.events.push(["agent:message", m.id]);
+    events.push(["agent:message", m.id]);
     typingBox.hidden = true;
     render(m);
     if (open) { markRead(); } else { unread += 1; unreadBox.textContent = String(unread); unreadBox.hidden = false; }
@@ -178,7 +196,7 @@ function connect() {
     typingTimer = setTimeout(function () { typingBox.hidden = true; }, 4000);
   });
   socket.on("connect_error", function (err) {
-    window.helplineWidget.events.push(["connect_error", err.message]);
+    events.push(["connect_error", err.message]);
     if (err.message === "invalid visitor token") {
       socket.disconnect();
       store.del(tokenKey);
@@ -198,7 +216,7 @@ function start() {
   }).then(function (r) { return r.json().then(function (body) { return [r.status, body]; }); })
     .then(function (res) {
       if (res[0] === 403 && token) {  // a token that is not ours: start over as a new visitor, with nothing
-        window.helplineWidget.events.push(["session_refused", res[1].error]);
+        events.push(["session_refused", res[1].error]);
         store.del(tokenKey);
         savePending([]);
         token = null;
