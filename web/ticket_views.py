@@ -88,6 +88,7 @@ def _context(ticket: Ticket) -> dict[str, object]:
         "priorities": PRIORITIES,
         "snooze_hours": SNOOZE_HOURS,
         "reply_identity_id": _last_inbound_identity(session, ticket),
+        "reply_by_email": widget_offline.email_route(session, ticket, None),
         "canned": [
             (r["title"], canned.render(r["body"], contact=contact, agent=me(), ticket=ticket))
             for r in canned.responses(session)

@@ -125,8 +125,13 @@ def test_reply_to_a_visitor_who_left_goes_by_email_and_the_answer_threads_back(
     visitor_id = visitor.token.split(".")[0]
     assert online(app, visitor_id)
 
+    client = app.test_client()
+    login(client, widget.agent_email)
+    assert 'id="reply-by-email"' not in client.get(f"/tickets/{ticket_id}").get_data(as_text=True)
     visitor.close()  # the visitor leaves the page
     wait_for(lambda: not online(app, visitor_id))
+    note = "The visitor is not in the chat: a reply to them goes by email to ann@example.com."
+    assert note in client.get(f"/tickets/{ticket_id}").get_data(as_text=True)  # said before the agent writes
     message_id, page = agent_replies(app, widget, ticket_id, visitor_identity, "Yes, it is back: 12 in stock.")
     assert "Your reply goes by email to ann@example.com" in page
     assert "Yes, it is back: 12 in stock." in page  # in the thread, though sent through another inbox
