@@ -131,3 +131,56 @@ def test_demo_shop_page(app: Flask, live: LiveServer, with_demo: bool) -> None:
     assert page.status_code == 200 and f'data-inbox="{inbox.public_key}"' in page.text
     # The page is on the app's own origin, which the widget always accepts.
     assert session_api(live, Widget(inbox.id, inbox.public_key or "", "", 0, ""), origin=live.url).status_code == 200
+
+
+def test_every_control_of_the_widget_has_an_accessible_name(
+    live: LiveServer, make_widget: Callable[..., Widget]
+) -> None:
+    """Screen readers announce each control: a label around it or pointing at it, an aria-label, or button text."""
+    import re
+    from html.parser import HTMLParser
+
+    class Controls(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.labels: list[bool] = []  # open <label> elements
+            self.label_for: set[str] = set()
+            self.found: list[dict[str, str | None]] = []
+            self.button: dict[str, str | None] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "label":
+                self.labels.append(True)
+                if a.get("for"):
+                    self.label_for.add(str(a["for"]))
+            elif tag in ("input", "textarea", "select", "button") and a.get("type") != "hidden":
+                named = a | {"_in_label": "1" if self.labels else None, "_tag": tag, "_text": ""}
+                self.found.append(named)
+                if tag == "button":
+                    self.button = named
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "label" and self.labels:
+                self.labels.pop()
+            if tag == "button":
+                self.button = None
+
+        def handle_data(self, data: str) -> None:
+            if self.button is not None:
+                self.button["_text"] = (self.button["_text"] or "") + data.strip()
+
+    for config in ({}, {"prechat": {"name": "required", "email": "required"}}):
+        widget = make_widget(**config)
+        html = requests.get(f"{live.url}/widget/frame", params={"inbox": widget.public_key}, timeout=5).text
+        parser = Controls()
+        parser.feed(html)
+        assert len(parser.found) >= 7
+        for control in parser.found:
+            named = (
+                control.get("aria-label")
+                or control["_in_label"]
+                or control.get("id") in parser.label_for
+                or (control["_tag"] == "button" and re.search(r"[A-Za-z]", control["_text"] or ""))
+            )  # a symbol such as "×" or an emoji is not a name
+            assert named, control
