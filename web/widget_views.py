@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
@@ -29,12 +28,12 @@ from inbox.ingest import InboundAttachment, find_message, ingest
 from inbox.models import Attachment, Contact, Identity, Inbox, Message, Ticket, User
 from web.db import get_session
 from web.throttle import LoginThrottle
+from web.widget_assets import script
 from web.widget_availability import availability
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("widget", __name__)
-STATIC = Path(__file__).resolve().parent / "static" / "widget"
 HISTORY_LIMIT = 200
 
 
@@ -376,46 +375,10 @@ def attachment_download(attachment_id: int) -> ResponseReturnValue:
     return response
 
 
-def compact_js(source: str) -> str:
-    """The widget's own scripts without comments and indentation (they count against the 60 KB budget; the
-    files in web/static/widget stay commented). Conservative: whole-line comments, and a trailing `` // `` comment
-    only where the code before it has no regular expression, escape or template, and no string left open."""
-    lines: list[str] = []
-    in_block = False
-    for raw in source.splitlines():
-        line = raw.strip()
-        if in_block:
-            in_block = "*/" not in line
-            continue
-        if line.startswith("/*"):
-            in_block = "*/" not in line
-            continue
-        if not line or line.startswith("//"):
-            continue
-        cut = line.find(" // ")
-        code = line[:cut]
-        if cut > 0 and not any(c in code for c in "/\\`") and code.count('"') % 2 == 0 and code.count("'") % 2 == 0:
-            line = code.rstrip()  # no regex, escape or template before it, and every string closed
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-_compacted: dict[str, bytes] = {}
-
-
-def _script(name: str) -> Response:
-    body = _compacted.get(name)
-    if body is None or current_app.debug:
-        body = _compacted[name] = compact_js((STATIC / name).read_text(encoding="utf-8")).encode()
-    response = Response(body, mimetype="application/javascript")
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
-
-
 @bp.get("/widget.js")
 def loader() -> ResponseReturnValue:
     """The snippet's script: creates the chat iframe; knows nothing of the conversation."""
-    response = _script("widget.js")
+    response = script("widget.js")
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
 
@@ -423,7 +386,7 @@ def loader() -> ResponseReturnValue:
 @bp.get("/widget/frame.js")
 def frame_script() -> ResponseReturnValue:
     """The chat's own script, inside the frame."""
-    return _script("frame.js")
+    return script("frame.js")
 
 
 @bp.get("/widget/frame")

@@ -78,7 +78,7 @@ def test_attachments_within_limits_are_stored(app: Flask, live: LiveServer, make
 
 
 def test_compacting_the_widget_scripts_keeps_the_code() -> None:
-    from web.widget_views import compact_js
+    from web.widget_assets import compact_js
 
     source = """/* header
      * more */
