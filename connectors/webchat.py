@@ -152,6 +152,52 @@ def origin_allowed(origin: str | None, allowed: Iterable[str], own: Iterable[str
     return got in {o for o in (normalise_origin(a) for a in [*allowed, *own]) if o}
 
 
+# --- widget settings (the admin's page writes them into ``inbox.config``) ------------------------------------------
+
+PRECHAT_MODES = ("off", "optional", "required")  # per pre-chat field: hidden, asked, must be given before chatting
+POSITIONS = ("right", "left")
+DEFAULT_COLOR = "#2d5bd7"
+DEFAULT_GREETING = "Hi! How can we help?"
+DEFAULT_OFFLINE = "We're away right now. Leave us a message and we'll answer as soon as we can."
+MAX_SETTING_TEXT = 500
+COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def widget_settings(config: Mapping[str, Any], inbox_name: str) -> dict[str, Any]:
+    """What the widget shows, from an inbox's stored config with defaults; every value is safe to hand out."""
+    color = str(config.get("color") or "")
+    position = str(config.get("position") or "right")
+    stored = config.get("prechat")
+    prechat: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
+    return {
+        "title": str(config.get("title") or inbox_name)[:100],
+        "greeting": str(config.get("greeting") or DEFAULT_GREETING)[:MAX_SETTING_TEXT],
+        "color": color.lower() if COLOR.match(color) else DEFAULT_COLOR,
+        "position": position if position in POSITIONS else "right",
+        "prechat": {
+            f: (str(prechat.get(f)) if prechat.get(f) in PRECHAT_MODES else "optional") for f in ("name", "email")
+        },
+        "offline_message": str(config.get("offline_message") or DEFAULT_OFFLINE)[:MAX_SETTING_TEXT],
+    }
+
+
+def reply_time_text(seconds: float | None) -> str:
+    """The widget's "we typically reply in ..." line from a typical (median) first response; None: not known."""
+    if seconds is None:
+        return "We typically reply in a few minutes."
+    minutes = seconds / 60
+    if minutes < 2:
+        return "We typically reply in under a minute." if seconds < 60 else "We typically reply in a minute or two."
+    if minutes < 60:
+        return f"We typically reply in about {round(minutes)} minutes."
+    hours = minutes / 60
+    if hours < 1.5:
+        return "We typically reply in about an hour."
+    if hours < 24:
+        return f"We typically reply in about {round(hours)} hours."
+    return "We typically reply within a day or two." if hours < 48 else "We typically reply within a few days."
+
+
 # --- parsing visitor events ---------------------------------------------------------------------------------------
 
 
@@ -246,8 +292,18 @@ def render_agent_message(outbound: Outbound) -> dict[str, Any]:
         "from": "agent",
         "text": outbound.text,
         "author": str(outbound.meta.get("author_name") or outbound.from_name or ""),
-        "attachments": [{"name": a.filename, "type": a.content_type} for a in outbound.attachments],
+        "attachments": [
+            {"id": i, "name": a.filename, "type": a.content_type}
+            for a, i in zip(outbound.attachments, _attachment_ids(outbound), strict=False)
+        ],
     }
+
+
+def _attachment_ids(outbound: Outbound) -> list[int | None]:
+    """Our attachment ids (``meta["attachment_ids"]``, in order), so the visitor's browser can fetch the files."""
+    ids = outbound.meta.get("attachment_ids")
+    got = [i if isinstance(i, int) else None for i in ids] if isinstance(ids, list) else []
+    return got + [None] * (len(outbound.attachments) - len(got))
 
 
 def read_receipt(outbound: Outbound) -> dict[str, Any] | None:

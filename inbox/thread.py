@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from inbox.models import Message
+from inbox.models import Message, Ticket
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,14 @@ def customer_thread(
 ) -> ThreadPage:
     """One page of the contact's timeline, ordered by arrival (created_at), then id.
 
-    ``inbox_ids`` limits it to the inboxes a caller may see (None: all).
+    ``inbox_ids`` limits it to the inboxes a caller may see (None: all): messages of those inboxes, and messages
+    of tickets of those inboxes sent or received through another one (a chat answered by email).
     """
     limit = max(1, min(limit, 200))
     stmt = select(Message).where(Message.contact_id == contact_id).options(selectinload(Message.attachments))
     if inbox_ids is not None:
-        stmt = stmt.where(Message.inbox_id.in_(inbox_ids))
+        visible_tickets = select(Ticket.id).where(Ticket.inbox_id.in_(inbox_ids))
+        stmt = stmt.where(or_(Message.inbox_id.in_(inbox_ids), Message.ticket_id.in_(visible_tickets)))
     if not include_notes:
         stmt = stmt.where(Message.direction != "note")
     if before_id is not None:

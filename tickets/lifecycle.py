@@ -237,11 +237,14 @@ def reply(
     new_status: str | None = None,
     mail_domain: str = "helpline.local",
     sent_elsewhere: bool = False,
+    inbox_id: int | None = None,
 ) -> Message:
     """Queue an agent's public reply: committed as ``queued`` first, delivered later by a worker job.
 
     ``sent_elsewhere``: the agent already sent it by hand on the channel (an Instagram comment answered in the
     app): it is recorded as ``manual`` and never delivered, and counts as a public reply like any other.
+    ``inbox_id`` sends it through another inbox than the ticket's (a chat answered by email through the widget's
+    linked email inbox); the message stays on this ticket, and email answers thread back to it.
     """
     if not text.strip():
         raise InvalidChange("a reply needs text")
@@ -251,7 +254,7 @@ def reply(
     now = utcnow()
     message = Message(
         ticket_id=ticket.id,
-        inbox_id=ticket.inbox_id,
+        inbox_id=inbox_id if inbox_id is not None else ticket.inbox_id,
         contact_id=ticket.contact_id,
         identity_id=identity.id,
         author_id=by,

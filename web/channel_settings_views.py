@@ -273,3 +273,5 @@ def remove(inbox_id: int) -> ResponseReturnValue:
     session.commit()
     flash(f"{inbox.name} is removed.", "info")
     return redirect(url_for(".index"))
+
+from web import widget_settings_views  # noqa: E402,F401  (the widget page: routes of this blueprint)

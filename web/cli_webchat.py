@@ -38,8 +38,12 @@ def _origins(values: tuple[str, ...]) -> list[str]:
               help="A website allowed to show the widget, e.g. https://shop.example (repeatable).")
 @click.option("--team", default=None, help="The team that answers these chats.")
 @click.option("--merge-contacts/--no-merge-contacts", default=False, show_default=True,
-              help="Join a signed-in customer's chat to the contact with the same email address.")
-def add_webchat(name: str, origins: tuple[str, ...], team: str | None, merge_contacts: bool) -> None:
+              help="Join a visitor whose email is a known customer's to that contact.")
+@click.option("--email-inbox", default=None, metavar="NAME",
+              help="The email inbox that answers visitors who left the chat (offline replies).")
+def add_webchat(
+    name: str, origins: tuple[str, ...], team: str | None, merge_contacts: bool, email_inbox: str | None
+) -> None:
     """Add a website chat inbox and print the snippet to paste into the site's pages."""
     from web.cli import load_storage
 
@@ -54,7 +58,14 @@ def add_webchat(name: str, origins: tuple[str, ...], team: str | None, merge_con
                 team_id = session.scalar(select(Team.id).where(Team.name == team))
                 if team_id is None:
                     raise click.ClickException(f"no team named {team!r}")
-            config = {"origins": allowed, "merge_contacts": merge_contacts}
+            config: dict[str, object] = {"origins": allowed, "merge_contacts": merge_contacts}
+            if email_inbox is not None:
+                email_id = session.scalar(
+                    select(Inbox.id).where(Inbox.name == email_inbox, Inbox.channel == "email")
+                )
+                if email_id is None:
+                    raise click.ClickException(f"no email inbox named {email_inbox!r}")
+                config["email_inbox_id"] = email_id
             # The same set-up as the browser's (web.channel_setup.save_webchat_inbox).
             inbox, secret = save_webchat_inbox(session, storage.settings, name, config, team_id=team_id)
             session.commit()
@@ -65,5 +76,7 @@ def add_webchat(name: str, origins: tuple[str, ...], team: str | None, merge_con
             click.echo(snippet(storage.settings, inbox.public_key))
             click.echo("")
             click.echo(f"Secret for signing signed-in customers (shown once): {secret}")
+            if email_inbox is not None:
+                click.echo(f"Visitors who leave get replies by email from {email_inbox!r}.")
     finally:
         storage.dispose()

@@ -84,6 +84,12 @@ def on_connect(_auth: Any = None) -> bool:
     return True
 
 
+def online_user_ids(team_id: int | None) -> set[int]:
+    """Users with the agent UI open in this process: of ``team_id``, or anyone when it is None."""
+    with _lock:
+        return {uid for uid, _name, teams in _online.values() if team_id is None or team_id in teams}
+
+
 def _announce_team(team_id: int) -> None:
     with _lock:
         people = {uid: name for uid, name, teams in _online.values() if team_id in teams}

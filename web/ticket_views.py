@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import login_required
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from inbox.identities import live_contact
 from inbox.ingest import InboundAttachment, store_attachments
 from inbox.models import PRIORITIES, STATUSES, Message, Team, Ticket, User
 from tickets import lifecycle
-from web import access, canned, jobs
+from web import access, canned, jobs, widget_offline
 from web.auth import me
 from web.db import get_session
 from web.people import assignable_users, can_be_assigned
@@ -88,6 +88,7 @@ def _context(ticket: Ticket) -> dict[str, object]:
         "priorities": PRIORITIES,
         "snooze_hours": SNOOZE_HOURS,
         "reply_identity_id": _last_inbound_identity(session, ticket),
+        "reply_by_email": widget_offline.email_route(session, ticket, None),
         "canned": [
             (r.title, canned.render(r.body, contact=contact, agent=me(), ticket=ticket), r.owner_id is not None)
             for r in canned.visible(session, me())
@@ -112,23 +113,31 @@ def reply(ticket_id: int) -> ResponseReturnValue:
     session = get_session()
     status = request.form.get("status") or None
     settings = session.info.get("settings")
+    identity_id = request.form.get("identity_id", type=int)
+    # A website visitor who left gets the answer by email, through the widget's linked email inbox.
+    by_email = widget_offline.email_route(session, ticket, identity_id)
     message = lifecycle.reply(
         session,
         ticket,
         request.form.get("text", ""),
         by=me().id,
-        identity_id=request.form.get("identity_id", type=int),
+        identity_id=by_email.identity_id if by_email else identity_id,
         new_status=status if status in STATUSES else None,
         mail_domain=settings.mail_domain if settings else "helpline.local",
+        inbox_id=by_email.inbox_id if by_email else None,
     )
     files = tuple(
         InboundAttachment(f.filename or "attachment", f.mimetype or "application/octet-stream", f.read())
         for f in request.files.getlist("files")
         if f.filename
     )
+    if by_email is not None and by_email.visitor:
+        message.meta = dict(message.meta or {}) | {"webchat_visitor": by_email.visitor}
     store_attachments(session, message, files)  # the worker sends what is stored with the message
     session.commit()
     jobs.enqueue_delivery(message.id)  # after the commit: a worker must find the row
+    if by_email is not None:
+        flash(f"Your reply goes by email to {by_email.address} (through the chat's linked email inbox).", "info")
     return redirect(url_for(".show", ticket_id=ticket.id))
 
 

@@ -25,6 +25,7 @@ from inbox import events
 from inbox.identities import find_identity, live_contact, resolve_identity
 from inbox.ingest import message_payload
 from inbox.models import OPEN_STATUSES, Inbox, Message, Ticket
+from web import widget_presence
 from web import widget_views as wv
 from web.db import get_session
 from web.realtime import socketio
@@ -112,7 +113,7 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         if not lim.hit(lim.connect, ip):
             raise ConnectionRefusedError("too many connections, slow down")
         secret = wv.inbox_secret(inbox)
-        visitor_id = webchat.verify_visitor(webchat.visitor_key(secret), auth.get("token"))
+        visitor_id = webchat.verify_visitor(wv.visitor_signing_key(inbox), auth.get("token"))
         if visitor_id is None:
             raise ConnectionRefusedError("invalid visitor token")  # forged or another's: no room, no history
         name, attributes = webchat.parse_profile(auth.get("profile"))
@@ -125,12 +126,14 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         with _lock:
             _visitors[request.sid] = Visitor(inbox.id, visitor_id, ip, profile)  # type: ignore[attr-defined]
         join_room(webchat.visitor_room(visitor_id))
-        emit("history", {"messages": wv.history(session, inbox, visitor_id)})
+        widget_presence.arrived(visitor_id, request.sid)  # type: ignore[attr-defined]
+        emit("history", {"messages": wv.history(session, inbox, visitor_id, signed=user is not None)})
         return True
 
     def on_disconnect(self, *_args: Any) -> None:
         with _lock:
             _visitors.pop(request.sid, None)  # type: ignore[attr-defined]
+        widget_presence.left(request.sid)  # type: ignore[attr-defined]
 
     def on_message(self, data: Any = None) -> dict[str, Any]:
         visitor = _current()
@@ -192,6 +195,9 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         session = get_session()
         if find_identity(session, "webchat", visitor.visitor_id) is not None:
             resolve_identity(session, "webchat", visitor.visitor_id, visitor.profile["name"], attributes)
+            inbox = session.get(Inbox, visitor.inbox_id)
+            if attributes.get("webchat_email") and inbox is not None and "user" not in visitor.profile:
+                wv.link_typed_email(session, inbox, visitor.visitor_id, attributes["webchat_email"])
             session.commit()
         return {"ok": True, "email": bool(attributes)}
 
@@ -203,7 +209,8 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
             return {"ok": False}
         session = get_session()
         inbox = session.get(Inbox, visitor.inbox_id)
-        stmt = wv.visible_messages(session, inbox, visitor.visitor_id) if inbox is not None else None
+        signed = "user" in visitor.profile
+        stmt = wv.visible_messages(session, inbox, visitor.visitor_id, signed=signed) if inbox is not None else None
         if stmt is None:
             return {"ok": False}
         rows = list(

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, current_app, render_template, request, send_from_directory
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.sansio.response import Response as BaseResponse
 
@@ -25,14 +25,15 @@ from connectors import webchat
 from inbox.crypto import decrypt_json
 from inbox.identities import find_identity, live_contact, merge_contacts, resolve_identity
 from inbox.ingest import InboundAttachment, find_message, ingest
-from inbox.models import Attachment, Contact, Identity, Inbox, Message, User
+from inbox.models import Attachment, Contact, Identity, Inbox, Message, Ticket, User
 from web.db import get_session
 from web.throttle import LoginThrottle
+from web.widget_assets import script
+from web.widget_availability import availability
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("widget", __name__)
-STATIC = Path(__file__).resolve().parent / "static" / "widget"
 HISTORY_LIMIT = 200
 
 
@@ -89,6 +90,15 @@ def inbox_secret(inbox: Inbox) -> str:
     return webchat.derived_secret(secret_key, inbox.public_key)
 
 
+def visitor_signing_key(inbox: Inbox) -> bytes:
+    """The key of this inbox's visitor tokens. It outlives a new inbox secret (the settings page keeps the first
+    secret as ``visitor_secret`` when it replaces it), so visitors keep their history when the shop rotates."""
+    secret_key: str = current_app.config["SECRET_KEY"]
+    stored = decrypt_json(secret_key, inbox.secrets) if inbox.secrets else {}
+    kept = stored.get("visitor_secret")
+    return webchat.visitor_key(kept if isinstance(kept, str) and kept else inbox_secret(inbox))
+
+
 def own_origins() -> list[str]:
     """Helpline's own origin as configured and as this request reached it (the widget frame lives there)."""
     return [current_app.config["HELPLINE_SETTINGS"].base_url, f"{request.scheme}://{request.host}"]
@@ -131,29 +141,47 @@ def visitor_message_json(message: Message, visitor_id: str, authors: dict[int, s
         "at": message.created_at.isoformat() if message.created_at else None,
         "author": authors.get(message.author_id or 0, "") if message.direction == "outbound" else "",
         "read": message.delivery_state == "read",
-        "attachments": [{"name": a.filename, "type": a.content_type} for a in message.attachments],
+        "attachments": [
+            {"id": a.id, "name": a.filename, "type": a.content_type} for a in message.attachments if a.sha256
+        ],
     }
 
 
-def visible_messages(session: Session, inbox: Inbox, visitor_id: str) -> Select[Message] | None:
-    """What this visitor may see: messages on this inbox from or to the webchat identities of their contact.
+def visible_messages(
+    session: Session, inbox: Inbox, visitor_id: str, *, signed: bool = False
+) -> Select[Message] | None:
+    """What this visitor may see: messages on this inbox from or to their own webchat identity; a customer the
+    shop signed in also sees the chats of their other devices (the webchat identities of their contact).
 
     Selecting by identity, not by ticket, keeps a ticket merge by an agent (which can bring another customer's
-    email into the chat's ticket) from showing that customer's messages in the widget."""
-    contact = visitor_contact(session, visitor_id)
-    if contact is None:
+    email into the chat's ticket) from showing that customer's messages in the widget. And an unsigned visitor,
+    whose typed email may have joined them to an existing customer, sees their own chat only."""
+    identity = find_identity(session, "webchat", visitor_id)
+    if identity is None:
         return None
-    identity_ids = select(Identity.id).where(Identity.contact_id == contact.id, Identity.channel == "webchat")
-    return select(Message).where(
+    contact = live_contact(session, identity.contact)
+    if signed:
+        identity_ids = select(Identity.id).where(Identity.contact_id == contact.id, Identity.channel == "webchat")
+    else:
+        identity_ids = select(Identity.id).where(Identity.id == identity.id)
+    chat = and_(
         Message.inbox_id == inbox.id,
         Message.identity_id.in_(identity_ids),
         Message.direction.in_(("inbound", "outbound")),
     )
+    # Replies that went by email while this visitor was away (web.widget_offline), on this chat's tickets.
+    tickets = select(Ticket.id).where(Ticket.inbox_id == inbox.id, Ticket.contact_id == contact.id)
+    emailed = and_(
+        Message.ticket_id.in_(tickets),
+        Message.direction == "outbound",
+        Message.meta["webchat_visitor"].as_string() == visitor_id,
+    )
+    return select(Message).where(or_(chat, emailed))
 
 
-def history(session: Session, inbox: Inbox, visitor_id: str) -> list[dict[str, Any]]:
+def history(session: Session, inbox: Inbox, visitor_id: str, *, signed: bool = False) -> list[dict[str, Any]]:
     """The visitor's own conversation on this inbox: their messages and the replies to them, oldest first."""
-    stmt = visible_messages(session, inbox, visitor_id)
+    stmt = visible_messages(session, inbox, visitor_id, signed=signed)
     if stmt is None:
         return []
     rows = list(session.scalars(stmt.order_by(Message.id.desc()).limit(HISTORY_LIMIT)))
@@ -189,17 +217,45 @@ def store_visitor_message(
     user = profile.get("user")
     if isinstance(user, webchat.VerifiedUser) and user.email and (inbox.config or {}).get("merge_contacts"):
         _merge_verified(session, message, user)
+    elif typed := (profile.get("attributes") or {}).get("webchat_email"):
+        link_typed_email(session, inbox, visitor_id, str(typed))
     session.commit()
     return message, True
 
 
 def _merge_verified(session: Session, message: Message, user: webchat.VerifiedUser) -> None:
-    """A customer the shop vouched for (signed) joins their email identity's contact; typed emails never do."""
+    """A customer the shop vouched for (signed) joins their email identity's contact."""
     email_identity = resolve_identity(session, "email", user.email, user.name)
     target = live_contact(session, email_identity.contact)
     source = live_contact(session, message.contact)
     if source.id != target.id:
         merge_contacts(session, source, target)
+
+
+def link_typed_email(session: Session, inbox: Inbox, visitor_id: str, email: str) -> None:
+    """Give the visitor's contact the email identity of the address they typed, so an agent's reply can reach them
+    by email once they left (web.widget_offline) and their emailed answer joins the same customer.
+
+    A free address becomes an identity of the visitor's contact. An address that is already another customer's
+    joins the two contacts only when the shop turned on ``merge_contacts``: the address is unverified, so agents
+    see one customer, but the widget still shows this visitor their own chat only (``visible_messages``).
+    Without it, the address stays an attribute for the agents, and replies stay in the chat."""
+    identity = find_identity(session, "webchat", visitor_id)
+    if identity is None:
+        return  # no message yet: linked when the first one is stored
+    contact = live_contact(session, identity.contact)
+    existing = find_identity(session, "email", email)
+    if existing is None:
+        try:
+            with session.begin_nested():
+                session.add(Identity(contact_id=contact.id, channel="email", handle=email, display_name=contact.name))
+                session.flush()
+        except IntegrityError:  # typed at the same moment elsewhere: treat it as taken
+            return
+        return
+    owner = live_contact(session, existing.contact)
+    if owner.id != contact.id and (inbox.config or {}).get("merge_contacts"):
+        merge_contacts(session, contact, owner)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------------------------
@@ -218,13 +274,15 @@ def _cors(response: BaseResponse, inbox: Inbox | None) -> BaseResponse:
 
 
 def _widget_settings(inbox: Inbox) -> dict[str, Any]:
-    config = inbox.config or {}
-    return {
-        "title": str(config.get("title") or inbox.name),
-        "greeting": str(config.get("greeting") or "Hi! How can we help?"),
-        "reply_time": str(config.get("reply_time") or "We typically reply in a few minutes."),
-        "color": str(config.get("color") or "#2d5bd7"),
-    }
+    """What the widget shows; ``offline_email``: an email inbox answers visitors who left, so ask for an email."""
+    from web.widget_offline import linked_email_inbox
+
+    session = get_session()
+    return (
+        webchat.widget_settings(inbox.config or {}, inbox.name)
+        | availability(session, inbox)
+        | {"offline_email": linked_email_inbox(session, inbox) is not None}
+    )
 
 
 @bp.post("/widget/api/session")
@@ -240,7 +298,7 @@ def session_api() -> ResponseReturnValue:
         return _json_error(403, "this website may not use this chat")
     if not limits().hit(limits().ip, client_ip()):
         return _json_error(429, "too many requests, slow down")
-    key = webchat.visitor_key(inbox_secret(inbox))
+    key = visitor_signing_key(inbox)
     token = data.get("token")
     if token:
         visitor_id = webchat.verify_visitor(key, token)
@@ -261,7 +319,7 @@ def attachments_api() -> ResponseReturnValue:
         return _json_error(404, "unknown inbox")
     if not origin_ok(inbox):
         return _json_error(403, "this website may not use this chat")
-    visitor_id = webchat.verify_visitor(webchat.visitor_key(inbox_secret(inbox)), request.form.get("token"))
+    visitor_id = webchat.verify_visitor(visitor_signing_key(inbox), request.form.get("token"))
     if visitor_id is None:
         return _json_error(403, "invalid visitor token")
     lim = limits()
@@ -289,18 +347,20 @@ def attachments_api() -> ResponseReturnValue:
         )
     except webchat.InvalidEvent as exc:
         return _json_error(400, str(exc))
-    body = {"ok": True, "id": message.id, "attachment": {"name": attachment.filename, "type": content_type}}
+    stored = next((a.id for a in message.attachments if a.filename == attachment.filename), None)
+    shown = {"id": stored, "name": attachment.filename, "type": content_type}
+    body = {"ok": True, "id": message.id, "attachment": shown}
     return _cors(current_app.json.response(body), inbox)
 
 
 @bp.get("/widget/api/attachments/<int:attachment_id>")
 def attachment_download(attachment_id: int) -> ResponseReturnValue:
-    """A file of the visitor's own conversation (``?inbox=&token=``); anything else is 404."""
+    """A file of the visitor's own conversation (``?inbox=``, the token in ``X-Visitor-Token``, which keeps it
+    out of URLs and logs, or ``&token=``); anything else is 404."""
     session = get_session()
     inbox = find_widget_inbox(session, request.args.get("inbox"))
-    visitor_id = (
-        webchat.verify_visitor(webchat.visitor_key(inbox_secret(inbox)), request.args.get("token")) if inbox else None
-    )
+    token = request.headers.get("X-Visitor-Token") or request.args.get("token")
+    visitor_id = webchat.verify_visitor(visitor_signing_key(inbox), token) if inbox else None
     stmt = visible_messages(session, inbox, visitor_id) if inbox is not None and visitor_id else None
     att = session.get(Attachment, attachment_id)
     if stmt is None or att is None or att.sha256 is None:
@@ -318,9 +378,15 @@ def attachment_download(attachment_id: int) -> ResponseReturnValue:
 @bp.get("/widget.js")
 def loader() -> ResponseReturnValue:
     """The snippet's script: creates the chat iframe; knows nothing of the conversation."""
-    response = send_from_directory(STATIC, "widget.js", mimetype="application/javascript", max_age=300)
+    response = script("widget.js")
     response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
     return response
+
+
+@bp.get("/widget/frame.js")
+def frame_script() -> ResponseReturnValue:
+    """The chat's own script, inside the frame."""
+    return script("frame.js")
 
 
 @bp.get("/widget/frame")

@@ -175,10 +175,12 @@ def build_outbound(session: Session, storage: Storage, msg: Message, inbox: Inbo
     if answered is not None and subject and not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     attachments: list[OutboundAttachment] = []
+    attachment_ids: list[int] = []
     for att in session.scalars(select(Attachment).where(Attachment.message_id == msg.id).order_by(Attachment.id)):
         if att.sha256 is None:
             continue  # recorded as skipped when it was added; nothing to send
         attachments.append(OutboundAttachment(att.filename, att.content_type, storage.blobs.get(att.sha256)))
+        attachment_ids.append(att.id)
     config: dict[str, Any] = dict(inbox.config or {})
     return Outbound(
         message_id=msg.id,
@@ -201,6 +203,7 @@ def build_outbound(session: Session, storage: Storage, msg: Message, inbox: Inbo
             "ticket_id": msg.ticket_id,
             "attempt": msg.delivery_attempts,
             "author_name": msg.author.name if msg.author is not None else "",
+            "attachment_ids": attachment_ids,  # the chat widget fetches the files by id
         },
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -154,6 +155,9 @@ def test_visitor_and_agent_chat_live(
     agent.click("#send-reply")
     expect(chat.locator("#log li.agent p").last).to_have_text("Yes, we ship to Norway in 3-5 days.", timeout=10_000)
     expect(chat.locator("#log li.agent .author").last).not_to_be_empty()
+    avatar = chat.locator("#log li.agent .author .avatar").last  # the agent's initials, beside their name
+    expect(avatar).to_have_attribute("aria-hidden", "true")
+    assert re.fullmatch(r"\w{1,2}", avatar.inner_text().strip())  # "Agent 7": "A7"
     expect(chat.locator("#log li.visitor").first).to_have_class("visitor read")  # the reply marks it as seen
 
     # Reload: the history comes back from the server, in order, once.

@@ -38,3 +38,28 @@ def test_add_webchat_prints_the_snippet(tmp_path: Path, sqlite_template: Path) -
     assert again.exit_code != 0 and "already exists" in again.output
     bad = CliRunner().invoke(add_webchat, ["--name", "X", "--origin", "shop.example/page"], env=env)
     assert bad.exit_code == 2 and "not an origin" in bad.output
+
+
+def test_add_webchat_links_an_email_inbox_for_offline_replies(tmp_path: Path, sqlite_template: Path) -> None:
+    from tests.factories import make_inbox
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "helpline.db").write_bytes(sqlite_template.read_bytes())
+    env = {"HELPLINE_DATA_DIR": str(data), "SECRET_KEY": "cli-secret"}
+    storage = Storage.from_settings(Settings(data_dir=data, secret_key="cli-secret"))
+    with storage.factory() as session:
+        mail_id = make_inbox(session, channel="email", name="Support mail").id
+        make_inbox(session, channel="telegram", name="Bot")
+        session.commit()
+    base = ["--name", "Chat", "--origin", "https://shop.example"]
+    for wrong in ("Bot", "Nothing"):
+        refused = CliRunner().invoke(add_webchat, [*base, "--email-inbox", wrong], env=env)
+        assert refused.exit_code == 1 and f"no email inbox named '{wrong}'" in refused.output
+    result = CliRunner().invoke(add_webchat, [*base, "--email-inbox", "Support mail"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "replies by email from 'Support mail'" in result.output
+    with storage.factory() as session:
+        inbox = session.scalars(select(Inbox).where(Inbox.name == "Chat")).one()
+        assert inbox.config["email_inbox_id"] == mail_id
+    storage.dispose()

@@ -36,7 +36,9 @@ def test_attachments_within_limits_are_stored(app: Flask, live: LiveServer, make
     widget = make_widget(max_attachment_bytes=1024)
     token = widget.token()
     ok = upload(live, widget, token, "photo.png", PNG, "image/png")
-    assert ok.status_code == 200 and ok.json()["attachment"] == {"name": "photo.png", "type": "image/png"}
+    assert ok.status_code == 200
+    shown = ok.json()["attachment"]
+    assert isinstance(shown.pop("id"), int) and shown == {"name": "photo.png", "type": "image/png"}
     assert upload(live, widget, token, "invoice.pdf", PDF, "application/pdf", id="upload-0002").status_code == 200
     # Resent after a lost answer: stored once.
     assert upload(live, widget, token, "photo.png", PNG, "image/png").json()["id"] == ok.json()["id"]
@@ -68,6 +70,28 @@ def test_attachments_within_limits_are_stored(app: Flask, live: LiveServer, make
         f"{live.url}/widget/api/attachments/{att_id}", params=params | {"token": widget.token()}, timeout=5
     )
     assert theirs.status_code == 404
+    # The widget sends the token in a header, which keeps it out of URLs and access logs.
+    url = f"{live.url}/widget/api/attachments/{att_id}"
+    by_header = requests.get(url, params={"inbox": widget.public_key}, headers={"X-Visitor-Token": token}, timeout=5)
+    assert by_header.status_code == 200 and by_header.content in (PNG, PDF)
+    assert requests.get(url, params={"inbox": widget.public_key}, timeout=5).status_code == 404
+
+
+def test_compacting_the_widget_scripts_keeps_the_code() -> None:
+    from web.widget_assets import compact_js
+
+    source = """/* header
+     * more */
+    var a = "x // not a comment"; // kept: the first " // " is inside a string
+    var b = /\\/\\//.test(c); // kept: a regular expression comes first
+      // a whole-line comment
+    call('it'); // gone too
+    """
+    assert compact_js(source).splitlines() == [
+        'var a = "x // not a comment"; // kept: the first " // " is inside a string',
+        "var b = /\\/\\//.test(c); // kept: a regular expression comes first",
+        "call('it');",
+    ]
 
 
 def test_loader_is_small_and_frame_is_framable_only_by_allowed_origins(live: LiveServer, widget: Widget) -> None:
@@ -78,7 +102,7 @@ def test_loader_is_small_and_frame_is_framable_only_by_allowed_origins(live: Liv
     csp = frame.headers["Content-Security-Policy"]
     assert f"frame-ancestors {SHOP} " in csp and "script-src 'self'" in csp
     total = len(loader.content)
-    for src in ("/static/widget/frame.js", "/static/vendor/socket.io.min.js"):
+    for src in ("/widget/frame.js", "/static/vendor/socket.io.min.js"):
         assert src in frame.text
         total += len(requests.get(f"{live.url}{src}", timeout=5).content)
     assert total < 60 * 1024
@@ -107,3 +131,56 @@ def test_demo_shop_page(app: Flask, live: LiveServer, with_demo: bool) -> None:
     assert page.status_code == 200 and f'data-inbox="{inbox.public_key}"' in page.text
     # The page is on the app's own origin, which the widget always accepts.
     assert session_api(live, Widget(inbox.id, inbox.public_key or "", "", 0, ""), origin=live.url).status_code == 200
+
+
+def test_every_control_of_the_widget_has_an_accessible_name(
+    live: LiveServer, make_widget: Callable[..., Widget]
+) -> None:
+    """Screen readers announce each control: a label around it or pointing at it, an aria-label, or button text."""
+    import re
+    from html.parser import HTMLParser
+
+    class Controls(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.labels: list[bool] = []  # open <label> elements
+            self.label_for: set[str] = set()
+            self.found: list[dict[str, str | None]] = []
+            self.button: dict[str, str | None] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "label":
+                self.labels.append(True)
+                if a.get("for"):
+                    self.label_for.add(str(a["for"]))
+            elif tag in ("input", "textarea", "select", "button") and a.get("type") != "hidden":
+                named = a | {"_in_label": "1" if self.labels else None, "_tag": tag, "_text": ""}
+                self.found.append(named)
+                if tag == "button":
+                    self.button = named
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "label" and self.labels:
+                self.labels.pop()
+            if tag == "button":
+                self.button = None
+
+        def handle_data(self, data: str) -> None:
+            if self.button is not None:
+                self.button["_text"] = (self.button["_text"] or "") + data.strip()
+
+    for config in ({}, {"prechat": {"name": "required", "email": "required"}}):
+        widget = make_widget(**config)
+        html = requests.get(f"{live.url}/widget/frame", params={"inbox": widget.public_key}, timeout=5).text
+        parser = Controls()
+        parser.feed(html)
+        assert len(parser.found) >= 7
+        for control in parser.found:
+            named = (
+                control.get("aria-label")
+                or control["_in_label"]
+                or control.get("id") in parser.label_for
+                or (control["_tag"] == "button" and re.search(r"[A-Za-z]", control["_text"] or ""))
+            )  # a symbol such as "×" or an emoji is not a name
+            assert named, control

@@ -223,9 +223,11 @@ def test_agent_typing_reaches_only_that_visitor(app: Flask, widget: Widget, visi
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 @pytest.mark.parametrize("merge", [True, False])
-def test_signed_customer_joins_their_email_contact_and_a_typed_email_never_does(
+def test_known_email_joins_its_customer_only_when_the_shop_allows_and_shows_nothing_of_theirs(
     app: Flask, make_widget: Callable[..., Widget], visitors: Callable[..., Visitor], merge: bool
 ) -> None:
+    """Signed or typed, a known customer's email joins that contact only with ``merge_contacts`` on; either way the
+    widget shows each visitor their own chat only: typing someone's address reveals nothing of theirs."""
     from inbox.identities import find_identity
 
     widget = make_widget(merge_contacts=merge)
@@ -248,12 +250,42 @@ def test_signed_customer_joins_their_email_contact_and_a_typed_email_never_does(
         typed_identity = find_identity(session, "webchat", impostor.token.split(".")[0])
         assert signed_identity is not None and typed_identity is not None
         assert (signed_identity.contact_id == ann_contact) is merge
-        assert typed_identity.contact_id != ann_contact
+        assert (typed_identity.contact_id == ann_contact) is merge
         assert typed_identity.contact.attributes["webchat_email"] == "ann@example.com"
-        assert typed_identity.contact.name == "Ann Lee"  # a name, once given, is not replaced by a later one
+        if not merge:
+            assert typed_identity.contact.name == "Ann Lee"  # a name, once given, is not replaced by a later one
+            assert find_identity(session, "email", "ann@example.com").contact_id == ann_contact  # type: ignore[union-attr]
     for v in (signed, impostor):
         v.close()
         again = visitors(widget, token=v.token)
         again.connect()
         texts = [m["text"] for m in again.events("history")[0]["messages"]]
         assert "my private email" not in texts and len(texts) == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_read_receipts_mark_only_the_visitors_own_replies_read(
+    app: Flask, widget: Widget, visitors: Callable[..., Visitor]
+) -> None:
+    """``visitor:read`` turns the replies the visitor saw into ``read`` for agents; another chat's are untouched."""
+    ann, bob = visitors(widget), visitors(widget)
+    ann.connect()
+    bob.connect()
+    ann.send("read-00001", "Hello from Ann")
+    bob.send("read-00002", "Hello from Bob")
+    with app.extensions["helpline"].factory() as session:
+        replies = {}
+        for msg in session.scalars(select(Message).where(Message.inbox_id == widget.inbox_id)):
+            reply = lifecycle.reply(session, msg.ticket, f"Hi {msg.body_text[11:]}", by=widget.agent_id)
+            reply.delivery_state = "sent"
+            replies[msg.body_text[11:]] = reply
+        session.commit()
+        ann_reply, bob_reply = replies["Ann"].id, replies["Bob"].id
+    # Ann claims to have read up to Bob's reply (a higher id): only her own becomes read.
+    got = ann.client.call("visitor:read", {"id": max(ann_reply, bob_reply)}, namespace=webchat.NAMESPACE, timeout=5)
+    assert got == {"ok": True, "read": 1}
+    with app.extensions["helpline"].factory() as session:
+        outbound = session.scalars(select(Message).where(Message.direction == "outbound"))
+        states = {m.id: m.delivery_state for m in outbound}
+    assert states == {ann_reply: "read", bob_reply: "sent"}
+    assert ann.client.call("visitor:read", {"id": "all"}, namespace=webchat.NAMESPACE, timeout=5) == {"ok": False}

@@ -15,10 +15,16 @@ var store = {
   del: function (k) { try { window.localStorage.removeItem(k); } catch (e) { delete memory[k]; } }
 };
 var token = null, socket = null, open = false, unread = 0, lastAgentId = 0, profile = null, user = null;
+var body = document.body, profileKey = "helpline:" + inbox + ":profile";
+// The admin's settings: position, the pre-chat fields to give, and whether answers go by email (nobody there).
+var position = body.getAttribute("data-position"), away = body.getAttribute("data-away") === "yes";
+var need = body.getAttribute("data-need").split(" ").filter(Boolean), historyCount = 0;
+try { profile = JSON.parse(store.get(profileKey) || "null"); } catch (e) { profile = null; }
 var shown = {};  // message id or "c:" + client id -> <li>
-window.helplineWidget = { events: [] };  // for tests and debugging: what the server said, in order
+var events = [];
+window.helplineWidget = { events: events };  // for tests and debugging: what the server said, in order
 
-document.documentElement.style.setProperty("--accent", document.body.getAttribute("data-color") || "#2d5bd7");
+document.documentElement.style.setProperty("--accent", body.getAttribute("data-color"));
 
 function pending() { try { return JSON.parse(store.get(pendingKey) || "[]"); } catch (e) { return []; } }
 function savePending(list) { store.set(pendingKey, JSON.stringify(list)); }
@@ -34,8 +40,21 @@ function showError(message) {
 // The page that frames us: frame-ancestors already limited it to the inbox's allowed origins.
 var parentOrigin = (location.ancestorOrigins && location.ancestorOrigins[0]) ||
   (document.referrer ? new URL(document.referrer).origin : null);
-function tellParent() {
-  window.parent.postMessage({ type: "helpline:state", open: open }, "*");  // state only, no chat content
+function tellParent() {  // state and side only, no chat content
+  window.parent.postMessage({ type: "helpline:state", open: open, position: position }, "*");
+}
+// The fields to give before chatting (the page lists them: required ones, and an email when nobody is there
+// and answers go by email); a returning visitor keeps chatting.
+function applyGate() {
+  var p = profile || {}, left = historyCount ? [] : need.filter(function (f) { return !p[f]; });
+  var gated = left.length > 0;
+  $("profile-name").required = left.indexOf("name") >= 0;
+  $("profile-email").required = left.indexOf("email") >= 0;
+  $("compose").hidden = gated;
+  $("profile-intro").hidden = !gated;
+  $("profile-submit").textContent = gated ? "Start chat" : "Save";
+  if (gated) { $("about-you").open = true; }
+  return gated;
 }
 function keepToken(value) {
   token = value;
@@ -73,6 +92,12 @@ function render(m) {
       var who = document.createElement("span");
       who.className = "author";
       who.textContent = m.author;
+      // The agent's initials; the name beside it is what is read out.
+      var avatar = document.createElement("i");
+      avatar.className = "avatar";
+      avatar.setAttribute("aria-hidden", "true");
+      avatar.textContent = m.author.split(/\s+/).map(function (w) { return w.charAt(0); }).join("").slice(0, 2);
+      who.prepend(avatar);
       li.appendChild(who);
     }
     var p = document.createElement("p");
@@ -83,6 +108,7 @@ function render(m) {
       f.className = "file";
       f.textContent = "\u{1F4CE} " + a.name;
       li.appendChild(f);
+      if (a.id) { showFile(f, a); }
     });
     log.appendChild(li);
     log.scrollTop = log.scrollHeight;
@@ -94,12 +120,31 @@ function render(m) {
   if (m.from === "agent" && m.id > lastAgentId) { lastAgentId = m.id; }
 }
 
+// A file of the conversation: fetched with the token in a header (never in a URL), shown as an image or offered as
+// a download from a blob (the server sends only images and PDFs it checked, inline nowhere else).
+function showFile(f, a) {
+  fetch("/widget/api/attachments/" + a.id + "?inbox=" + encodeURIComponent(inbox), { headers: { "X-Visitor-Token": token } })
+    .then(function (r) { return r.ok ? r.blob() : null; })
+    .then(function (b) {
+      if (!b) { return; }
+      var url = URL.createObjectURL(b), image = /^image\//.test(b.type);
+      var el = document.createElement(image ? "img" : "a");
+      if (image) { el.src = url; el.alt = a.name; } else { el.href = url; el.download = a.name; el.textContent = f.textContent; }
+      f.textContent = "";
+      f.appendChild(el);
+    });
+}
+
 function send(item) {
   socket.timeout(10000).emit("visitor:message", { id: item.id, text: item.text }, function (err, ack) {
     if (err) { return; }  // no answer: it stays pending and goes again on reconnect
     if (ack && ack.ok) {
       savePending(pending().filter(function (p) { return p.id !== item.id; }));
       render({ id: ack.id, client_id: item.id, from: "visitor", text: item.text });
+      if (away && profile && profile.email) {
+        $("offline-note").textContent = "Thanks! We'll answer by email at " + profile.email + ".";
+        $("offline-note").hidden = false;
+      }
     } else if (ack && ack.retry) {
       showError(ack.error);
       setTimeout(function () { if (socket.connected) { send(item); } }, 5000);
@@ -117,7 +162,9 @@ function connect() {
     auth: function (cb) { cb({ inbox: inbox, token: token, profile: profile, user: user }); }
   });
   socket.on("history", function (data) {
-    window.helplineWidget.events.push(["history", data.messages.length]);
+    events.push(["history", data.messages.length]);
+    historyCount = data.messages.length;
+    applyGate();
     data.messages.forEach(render);
     pending().forEach(function (item) {
       render({ client_id: item.id, from: "visitor", text: item.text, pending: true });
@@ -127,7 +174,7 @@ function connect() {
   });
   socket.on("connect", function () { showError(""); });
   socket.on("agent:message", function (m) {
-    window.helplineWidget.events.push(["agent:message", m.id]);
+    events.push(["agent:message", m.id]);
     typingBox.hidden = true;
     render(m);
     if (open) { markRead(); } else { unread += 1; unreadBox.textContent = String(unread); unreadBox.hidden = false; }
@@ -149,7 +196,7 @@ function connect() {
     typingTimer = setTimeout(function () { typingBox.hidden = true; }, 4000);
   });
   socket.on("connect_error", function (err) {
-    window.helplineWidget.events.push(["connect_error", err.message]);
+    events.push(["connect_error", err.message]);
     if (err.message === "invalid visitor token") {
       socket.disconnect();
       store.del(tokenKey);
@@ -169,7 +216,7 @@ function start() {
   }).then(function (r) { return r.json().then(function (body) { return [r.status, body]; }); })
     .then(function (res) {
       if (res[0] === 403 && token) {  // a token that is not ours: start over as a new visitor, with nothing
-        window.helplineWidget.events.push(["session_refused", res[1].error]);
+        events.push(["session_refused", res[1].error]);
         store.del(tokenKey);
         savePending([]);
         token = null;
@@ -184,11 +231,23 @@ function start() {
 
 $("profile").addEventListener("submit", function (e) {
   e.preventDefault();
-  profile = { name: $("profile-name").value, email: $("profile-email").value };
-  if (!socket) { return; }
-  socket.emit("visitor:profile", profile, function (ack) {
-    $("profile-saved").textContent = ack && ack.ok ? "Saved. Thank you!" : "Not saved, try again.";
-  });
+  var name = $("profile-name"), email = $("profile-email");
+  var bad = [name, email].filter(function (input) { return !input.checkValidity(); });
+  [name, email].forEach(function (input) { input.setAttribute("aria-invalid", String(bad.indexOf(input) >= 0)); });
+  if (bad.length) {
+    $("profile-saved").textContent = bad[0] === email ? "Please enter a valid email address." : "Please enter your name.";
+    bad[0].focus();
+    return;
+  }
+  var wasGated = $("compose").hidden;
+  profile = { name: name.value.trim(), email: email.value.trim() };
+  store.set(profileKey, JSON.stringify(profile));
+  var done = function (ok) {
+    $("profile-saved").textContent = ok ? "Saved. Thank you!" : "Not saved, try again.";
+    if (!applyGate() && wasGated) { $("about-you").open = false; text.focus(); }
+  };
+  if (!socket || !socket.connected) { done(true); return; }  // sent with the next connection's auth
+  socket.timeout(10000).emit("visitor:profile", profile, function (err, ack) { done(!err && ack && ack.ok); });
 });
 launcher.addEventListener("click", function () { setOpen(true); });
 $("close").addEventListener("click", function () { setOpen(false); });
@@ -240,6 +299,7 @@ var fragment = /[#&]t=([^&]+)/.exec(location.hash), signed = /[#&]u=([^&]+)/.exe
 token = fragment ? decodeURIComponent(fragment[1]) : store.get(tokenKey);
 try { user = signed ? JSON.parse(decodeURIComponent(signed[1])) : null; } catch (e) { user = null; }
 if (location.hash) { history.replaceState(null, "", location.pathname + location.search); }
+applyGate();
 start();
 tellParent();
 })();

@@ -25,7 +25,7 @@
     (user ? "&u=" + encodeURIComponent(JSON.stringify(user)) : "");
   frame.src = base + "/widget/frame?inbox=" + encodeURIComponent(inbox) + (fragment ? "#" + fragment : "");
   var phone = window.matchMedia("(max-width: 480px)");
-  var isOpen = false;
+  var isOpen = false, side = "right";
 
   function set(styles) {
     // !important: a host rule such as "iframe { display: none }" must not hide or reshape the chat.
@@ -34,19 +34,28 @@
   function layout() {
     set({ position: "fixed", border: "0", margin: "0", padding: "0", "z-index": "2147483000", display: "block",
           background: "transparent", "color-scheme": "normal", "max-width": "100vw", "max-height": "100vh" });
-    if (!isOpen) {
-      set({ width: "84px", height: "84px", right: "8px", bottom: "8px", top: "auto", left: "auto" });
-    } else if (phone.matches) {
+    var other = side === "left" ? "right" : "left", edge = {};
+    if (phone.matches && isOpen) {
       set({ width: "100vw", height: "100vh", right: "0", bottom: "0", top: "0", left: "0" });
+      return;
+    }
+    edge[side] = "8px";
+    edge[other] = "auto";
+    set(edge);
+    if (!isOpen) {
+      set({ width: "84px", height: "84px", bottom: "8px", top: "auto" });
     } else {
-      set({ width: "380px", height: "min(600px, calc(100vh - 16px))", right: "8px", bottom: "8px", top: "auto",
-            left: "auto" });
+      set({ width: "380px", height: "min(600px, calc(100vh - 16px))", bottom: "8px", top: "auto" });
     }
   }
   window.addEventListener("message", function (event) {
     if (event.origin !== base || event.source !== frame.contentWindow) { return; }
     var data = event.data;
-    if (data && data.type === "helpline:state") { isOpen = !!data.open; layout(); }
+    if (data && data.type === "helpline:state") {
+      isOpen = !!data.open;
+      side = data.position === "left" ? "left" : "right";
+      layout();
+    }
     if (data && data.type === "helpline:token" && /^v_[\w-]{22}\.[\w-]{43}$/.test(data.token)) {
       try { window.localStorage.setItem(key, data.token); } catch (e) { /* private mode: a new visitor next time */ }
     }
