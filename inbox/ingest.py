@@ -174,9 +174,11 @@ def _number_new_rows(session: Session) -> None:
     for mapper, objs in pending.items():
         if mapper.inherits is not None or len(mapper.primary_key) != 1:
             continue
+        if getattr(mapper.local_table, "kwargs", {}).get("sqlite_autoincrement"):
+            continue  # AUTOINCREMENT promises never to reuse the id of a deleted last row; max + 1 could
         column = mapper.primary_key[0]
-        if not isinstance(column.type, Integer):
-            continue
+        if not isinstance(column.type, Integer) or column.foreign_keys or column.autoincrement is False:
+            continue  # only a table's own integer counter; a key copied from a parent row is the ORM's to set
         attr = mapper.get_property_by_column(column).key
         preset = [value for obj in objs if (value := getattr(obj, attr)) is not None]
         todo = sorted((obj for obj in objs if getattr(obj, attr) is None), key=lambda o: inspect(o).insert_order or 0)
