@@ -9,7 +9,8 @@ Helpline plugs in with its own CLI, so the measured path is the product's:
     export: ``helpline export message-map --inbox bench``
 
 With ``--references`` it also runs the harness's ``raw_fetch.py`` (bare fetch, and fetch + stdlib parse) with
-this interpreter, so the ratios come from the same sitting.
+this interpreter right after each product run, so each ratio compares runs taken under the same conditions. The
+last lines are a Markdown table of the medians (docs/benchmarks.md).
 
     python bench/imap_ingest.py [--n 1000 5000] [--runs 3] [--harness ../shared/bench/imap] [--references]
 """
@@ -113,29 +114,71 @@ def main() -> int:
 
 
 def _run_all(args: argparse.Namespace, harness: Path) -> int:
+    rows = []
     with tempfile.TemporaryDirectory(prefix="helpline-bench-") as tmp:
-        env = product_env(Path(tmp) / "data")
+        data = Path(tmp) / "data"
+        env = product_env(data)
         for n in args.n:
-            runs = [run_product(harness, n, f"{args.label}-n{n}-r{k}", env) for k in range(1, args.runs + 1)]
-            for run in runs:
+            runs, refs = [], []
+            for k in range(1, args.runs + 1):
+                run = run_product(harness, n, f"{args.label}-n{n}-r{k}", env)
+                run["attachments_expected"], run["attachments_stored"] = attachment_counts(harness, data)
                 print(json.dumps(run), flush=True)
-            expected, stored = attachment_counts(harness, Path(tmp) / "data")
-            summary = {
-                "n": n,
-                "median_msgs_per_s": statistics.median(r["msgs_per_s"] for r in runs),
-                "median_wall_s": statistics.median(r["wall_s"] for r in runs),
-                "median_max_rss_mib": statistics.median(r["max_rss_mib"] for r in runs),
-                "all_ok": all(r["ok"] for r in runs),
-                "attachments_expected": expected,  # the harness scores threading; attachments are checked here
-                "attachments_stored": stored,
-            }
-            if args.references:
-                for parse in (False, True):
-                    refs = [run_reference(harness, parse) for _ in range(args.runs)]
-                    key = "raw_parse" if parse else "raw_fetch"
-                    summary[f"{key}_msgs_per_s"] = statistics.median(float(r["msgs_per_s"]) for r in refs)
+                runs.append(run)
+                if args.references:
+                    # Right after the product run, on the mailbox it just read: the machine is shared and its
+                    # load changes by the minute, so each ratio compares runs taken under the same conditions.
+                    ref = {"raw_fetch": run_reference(harness, False), "raw_parse": run_reference(harness, True)}
+                    print(json.dumps(ref), flush=True)
+                    refs.append(ref)
+            summary = summarize(n, runs, refs)
             print("SUMMARY " + json.dumps(summary), flush=True)
+            rows.append(summary)
+    print(markdown(rows))
     return 0
+
+
+def summarize(n: int, runs: list[dict[str, Any]], refs: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(values: Any) -> float:
+        return float(statistics.median(values))
+
+    summary: dict[str, Any] = {
+        "n": n,
+        "median_msgs_per_s": med(r["msgs_per_s"] for r in runs),
+        "median_wall_s": med(r["wall_s"] for r in runs),
+        "median_cpu_s": med(r["cpu_s"] for r in runs),
+        "median_max_rss_mib": med(r["max_rss_mib"] for r in runs),
+        "all_ok": all(r["ok"] for r in runs),
+        "tickets": f"{runs[0]['tickets']} / {runs[0]['threads_expected']}",
+        "replies_threaded": f"{min(r['replies_threaded'] for r in runs)} / {runs[0]['replies']}",
+        "missing_duplicates": f"{max(r['missing'] for r in runs)} / {max(r['duplicates'] for r in runs)}",
+        # the harness scores threading; attachments are checked here, against the corpus manifest
+        "attachments": f"{min(r['attachments_stored'] for r in runs)} / {runs[0]['attachments_expected']}",
+    }
+    if refs:
+        for key in ("raw_fetch", "raw_parse"):
+            summary[f"{key}_msgs_per_s"] = med(float(ref[key]["msgs_per_s"]) for ref in refs)
+            summary[f"ratio_to_{key}"] = round(
+                med(r["msgs_per_s"] / float(ref[key]["msgs_per_s"]) for r, ref in zip(runs, refs, strict=True)), 3
+            )
+    return summary
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| N | Helpline msg/s | wall s | CPU s | peak RSS MiB | bare fetch msg/s | fetch + policy.default parse msg/s "
+        "| Helpline / parse (same-run median) | tickets | replies threaded | missing / dup | attachments |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['median_msgs_per_s']:.0f} | {r['median_wall_s']:.2f} | {r['median_cpu_s']:.1f} "
+            f"| {r['median_max_rss_mib']:.0f} | {r.get('raw_fetch_msgs_per_s', float('nan')):.0f} "
+            f"| {r.get('raw_parse_msgs_per_s', float('nan')):.0f} | {r.get('ratio_to_raw_parse', float('nan')):.2f}x "
+            f"| {r['tickets']} | {r['replies_threaded']} | {r['missing_duplicates']} | {r['attachments']} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ imapclient docs: https://imapclient.readthedocs.io/
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
+import os
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +37,21 @@ def is_loopback(host: str) -> bool:
 
 
 def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying client context (certificate chain and host name), from a cache: building one loads the whole
+    system CA bundle (milliseconds of CPU), and SMTP delivery would otherwise pay that for every message. Contexts
+    are safe to share between connections and threads. The key includes the CA file's size and mtime, so a
+    replaced certificate takes effect on the next connection."""
+    if not ca_file:
+        return _cached_context(None, 0, 0)
+    try:
+        stat = os.stat(ca_file)
+    except OSError:
+        return ssl.create_default_context(cafile=ca_file)  # let ssl raise its own clear error
+    return _cached_context(ca_file, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_context(ca_file: str | None, _mtime_ns: int, _size: int) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
 
 

@@ -105,7 +105,7 @@ class EmailChannel:
             raise classify(code, message)
 
     def _connect(self) -> smtplib.SMTP:
-        context = tls_context(self.ca_file)
+        context = tls_context(self.ca_file)  # cached per CA file: not rebuilt for every message
         if self.security == "ssl":
             return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)

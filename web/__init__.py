@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from inbox.config import Settings
 from inbox.runtime import Storage
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 
 def create_app(settings: Settings | None = None, *, redis_url: str | None = None) -> Flask:
     """Build the app. Tests pass their own ``Settings``; ``redis_url`` overrides ``settings.redis_url``."""
+    from flask import Flask  # here, not at the top: the ``helpline`` CLI lives in this package and most of its
+    # commands (inbox sync, export, db upgrade) never need Flask, whose import costs ~0.5 s per command.
+
     settings = (settings or Settings.from_env()).with_secret()
     storage = Storage.from_settings(settings)
     app = Flask(__name__)

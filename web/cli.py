@@ -13,13 +13,14 @@ import click
 
 from inbox.config import Settings
 from inbox.errors import HelplineError
-from inbox.migrate import upgrade
 from inbox.runtime import Storage
 
 
 def load_storage(*, migrate: bool = False) -> Storage:
     settings = Settings.from_env().with_secret()  # creates the data folder
     if migrate:
+        from inbox.migrate import upgrade  # Alembic: imported only by the commands that migrate
+
         upgrade(settings.sqlalchemy_url)
     return Storage.from_settings(settings)
 
@@ -38,6 +39,8 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations up to REVISION."""
+    from inbox.migrate import upgrade
+
     settings = Settings.from_env().with_secret()  # creates the data folder the SQLite file goes in
     upgrade(settings.sqlalchemy_url, revision)
     click.echo(f"database at {_safe_url(settings.sqlalchemy_url)} is at {revision}")
@@ -107,6 +110,8 @@ def demo() -> None:
 @click.option("--threads", default=100, show_default=True, type=int)
 def web(host: str, port: int, threads: int) -> None:
     """Serve the web app (one threaded process: Socket.IO needs sticky sessions)."""
+    from inbox.migrate import upgrade
+
     settings = Settings.from_env().with_secret()
     upgrade(settings.sqlalchemy_url)
     redis_url = settings.redis_url or _embedded_redis(settings)
@@ -141,12 +146,15 @@ def serve(app: Any, host: str, port: int, threads: int) -> None:
 
 
 def _register_optional() -> None:
-    """Channel and process commands (separate modules so each stays small)."""
-    from web import cli_inbox, cli_instagram, cli_processes, cli_telegram, cli_webchat
+    """Channel and process commands (separate modules so each stays small). The ``inbox add`` commands of the
+    chat channels are imported only when run: their libraries cost more to import than a mail sync of 100 mails."""
+    from web import cli_inbox, cli_processes
 
-    cli_inbox.inbox_add.add_command(cli_telegram.add_telegram)
-    cli_inbox.inbox_add.add_command(cli_webchat.add_webchat)
-    cli_inbox.inbox_add.add_command(cli_instagram.add_instagram)
+    cli_inbox.inbox_add.lazy.update(
+        telegram="web.cli_telegram:add_telegram",
+        webchat="web.cli_webchat:add_webchat",
+        instagram="web.cli_instagram:add_instagram",
+    )
     cli.add_command(cli_inbox.inbox_group)
     cli.add_command(cli_inbox.export_group)
     for command in cli_processes.PROCESS_COMMANDS:

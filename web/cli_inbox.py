@@ -6,6 +6,7 @@ the environment variable named by ``--password-env`` and stored encrypted (inbox
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -32,12 +33,33 @@ def _find_inbox(storage: Storage, name: str) -> int:
     return inbox_id
 
 
+class LazyGroup(click.Group):
+    """A group whose subcommands named in ``lazy`` ("name" -> "module:attribute") are imported only when used, so
+    that ``helpline inbox sync`` does not pay for importing every channel's library (Telegram, Flask, ...)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.lazy[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group("inbox")
 def inbox_group() -> None:
     """Add and sync channel inboxes."""
 
 
-@inbox_group.group("add")
+@inbox_group.group("add", cls=LazyGroup)
 def inbox_add() -> None:
     """Add an inbox."""
 

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -257,37 +257,32 @@ def _sync_folder(
         last_uid = 0
         result.resyncs += 1
     own = own_addresses(inbox)
-    blobs = session.info["blobs"]
-    with _ParsePool(int(config.get("parse_workers", _default_workers()))) as pool, ThreadPoolExecutor(1) as writer:
+    blobs: BlobStore = session.info["blobs"]
+    limit = int(session.info.get("max_attachment_bytes", 25 * 1024 * 1024))
+    with _ParsePool(int(config.get("parse_workers", _default_workers()))) as pool:
         pending: _Pending | None = None
-        # Pipelined: while batch k is stored and committed here, batch k+1 is written to the blob store (a thread:
-        # file I/O releases the GIL) and parsed (worker processes). Batch k+1's raw files are complete before
-        # anything of it is stored, so a parse failure or a crash never loses a fetched message.
+        # Pipelined: while batch k is stored and committed here, batch k+1 is written to the blob store and parsed
+        # in a worker process (the other core). The worker writes each raw message before it parses it, so batch
+        # k+1's raw files are complete before anything of it is stored: a parse failure or a crash never loses a
+        # fetched message. It also writes the attachments it finds, so storing them here is only a hash check.
         batches = mailbox.fetch_since(
             last_uid, int(config.get("batch_size") or DEFAULT_BATCH), int(config.get("batch_bytes") or BATCH_BYTES)
         )
         for batch in batches:
             if not batch:
                 continue
-            raws = [raw for _, raw in batch]
-            written = writer.submit(_write_raws, blobs, raws)
-            parsed = pool.submit(raws, own)
+            parsed = pool.submit([raw for _, raw in batch], own, blobs, limit)
             if pending is not None:
                 _store_batch(session, inbox, mailbox, folder, state.uidvalidity, pending, config, result)
-            pending = _Pending(batch, parsed, written)
+            pending = _Pending(batch, parsed)
         if pending is not None:
             _store_batch(session, inbox, mailbox, folder, state.uidvalidity, pending, config, result)
-
-
-def _write_raws(blobs: BlobStore, raws: list[bytes]) -> list[str]:
-    return [blobs.put(raw) for raw in raws]
 
 
 @dataclass
 class _Pending:
     batch: list[tuple[int, bytes]]
     parsed: Callable[[], list[Parsed]]
-    written: Future[list[str]]
 
 
 def _store_batch(
@@ -301,8 +296,7 @@ def _store_batch(
     result: SyncResult,
 ) -> None:
     batch = pending.batch
-    pending.written.result()  # raw files first
-    parsed = pending.parsed()
+    parsed = pending.parsed()  # the raw files are written by now
     items = [(f"{folder} uid {uid} v{uidvalidity}", raw, p) for (uid, raw), p in zip(batch, parsed, strict=True)]
     result.fetched += len(items)
     for outcome in import_parsed(session, inbox, items):
@@ -337,14 +331,20 @@ class _ParsePool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, raws: list[bytes], own: tuple[str, ...]) -> Callable[[], list[Parsed]]:
+    def submit(
+        self, raws: list[bytes], own: tuple[str, ...], blobs: BlobStore, limit: int
+    ) -> Callable[[], list[Parsed]]:
         if self.workers <= 0 or len(raws) < self.MIN_BATCH:
-            return lambda: [parse_safe(raw, own) for raw in raws]
+            return lambda: _write_and_parse(raws, own, blobs, limit)
         if self._executor is None:
-            # fork: the children only run the pure parser, never the inherited sockets or database handles.
+            # fork: the children only run the pure parser and the blob store, never the inherited sockets or
+            # database handles.
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
         chunk = max(1, len(raws) // (self.workers * 4))
-        futures = [self._executor.submit(_parse_chunk, raws[i : i + chunk], own) for i in range(0, len(raws), chunk)]
+        futures = [
+            self._executor.submit(_write_and_parse, raws[i : i + chunk], own, blobs, limit)
+            for i in range(0, len(raws), chunk)
+        ]
 
         def results() -> list[Parsed]:
             try:
@@ -352,13 +352,26 @@ class _ParsePool:
             except BrokenProcessPool:  # a parse worker died (OOM killer): parse here rather than fail the sync
                 log.warning("parse pool broke; parsing inline")
                 self.workers, self._executor = 0, None
-                return [parse_safe(raw, own) for raw in raws]
+                return _write_and_parse(raws, own, blobs, limit)  # blob writes are idempotent
 
         return results
 
 
-def _parse_chunk(raws: list[bytes], own: tuple[str, ...]) -> list[Parsed]:
-    return [parse_safe(raw, own) for raw in raws]
+def _write_and_parse(raws: list[bytes], own: tuple[str, ...], blobs: BlobStore, limit: int) -> list[Parsed]:
+    """Raw first: each message is in the blob store before it is parsed. Attachments within the size limit are
+    written too, so ``store_attachments`` in the main process only finds them there (the store is idempotent)."""
+    out: list[Parsed] = []
+    for raw in raws:
+        digest = blobs.put(raw)
+        parsed = parse_safe(raw, own)
+        if isinstance(parsed, Inbound):
+            for att in parsed.attachments:
+                if len(att.data) <= limit:
+                    blobs.put(att.data)
+            if parsed.raw_sha256 is None:
+                parsed = replace(parsed, raw_sha256=digest)
+        out.append(parsed)
+    return out
 
 
 def _count(result: SyncResult, outcome: str) -> None:

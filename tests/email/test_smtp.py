@@ -153,3 +153,39 @@ def test_implicit_tls_and_verp_return_path(tmp_path: Path) -> None:
     [got] = sink.messages
     assert got.mail_from == "support+b77@shop.test"  # a bounce to this address names message 77
     assert b"From: support@shop.test" in got.data
+
+
+def test_tls_context_is_cached_and_still_verifies(tmp_path: Path) -> None:
+    """The SSL context is built once per CA file, not per message, and the cached one still checks the server."""
+    import ssl
+
+    from connectors.imap import tls_context
+
+    with smtp_server(tls_folder=tmp_path, auth=True) as (controller, sink):
+        ca_file = str(tmp_path / "cert.pem")
+        config = {**_base(controller), "smtp_security": "starttls", "smtp_username": SMTP_USER, "ca_file": ca_file}
+        context = tls_context(ca_file)
+        assert tls_context(ca_file) is context  # one context per CA file
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        for number in (1, 2, 3):  # every send reuses it
+            EmailChannel(config, {"smtp_password": SMTP_PASSWORD}).send(outbound(message_id=number))
+        assert len(sink.messages) == 3
+        assert tls_context(ca_file) is context
+        # The cached default context (system CAs only) still refuses the self-signed server, every time.
+        assert tls_context(None) is tls_context(None)
+        for _ in range(2):
+            with pytest.raises(PermanentError, match="certificate"):
+                EmailChannel({**config, "ca_file": None}, {"smtp_password": SMTP_PASSWORD}).send(outbound())
+        assert len(sink.messages) == 3
+
+    # A replaced CA file (a renewed certificate) gets a new context, which trusts the new certificate only.
+    other = tmp_path / "other"
+    other.mkdir()
+    with smtp_server(tls_folder=other, auth=True) as (controller, sink):
+        config = {**_base(controller), "smtp_security": "starttls", "smtp_username": SMTP_USER, "ca_file": ca_file}
+        with pytest.raises(PermanentError, match="certificate"):  # the old CA does not vouch for the new server
+            EmailChannel(config, {"smtp_password": SMTP_PASSWORD}).send(outbound())
+        (tmp_path / "cert.pem").write_bytes((other / "cert.pem").read_bytes())
+        assert tls_context(ca_file) is not context
+        EmailChannel(config, {"smtp_password": SMTP_PASSWORD}).send(outbound())
+        assert len(sink.messages) == 1
