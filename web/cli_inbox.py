@@ -25,6 +25,28 @@ def _storage() -> Storage:
     return Storage.from_settings(Settings.from_env())
 
 
+def _publish_to_browsers(storage: Storage) -> bool:
+    """Like a worker, publish this command's committed events: to agents' browsers through the Socket.IO message
+    queue, and to automation rules, webhooks and the outbox as jobs. Only when Redis answers: a one-shot sync must
+    work (and not log a traceback per message) when Redis is down, and it never starts the embedded Redis."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from workers import runtime
+    from workers.embedded_redis import running_url
+
+    url = storage.settings.redis_url or running_url(storage.settings)
+    if not url:
+        return False
+    try:
+        Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping()
+    except (RedisError, OSError):
+        return False
+    runtime.configure(storage.settings, url)
+    runtime.install_publishers()
+    return True
+
+
 def _find_inbox(storage: Storage, name: str) -> int:
     with storage.factory() as session:
         inbox_id = session.scalar(select(Inbox.id).where(Inbox.name == name))
@@ -150,6 +172,7 @@ def inbox_sync(name: str) -> None:
     from workers.telegram_updates import process_pending
 
     storage = _storage()
+    live = _publish_to_browsers(storage)
     try:
         inbox_id = _find_inbox(storage, name)
         result = sync_inbox(storage, inbox_id)
@@ -161,6 +184,9 @@ def inbox_sync(name: str) -> None:
     finally:
         storage.dispose()
     click.echo(f"{name}: {result if result is not None else 'nothing to fetch (this channel pushes its messages)'}")
+    if not live:
+        click.echo("(Redis is not reachable: agents see the new messages on their next page load, automation "
+                   "rules and webhooks did not run for them)", err=True)
 
 
 @inbox_group.command("reprocess")

@@ -161,6 +161,13 @@ def preload() -> None:
     refresh_gate()  # so that ingest enqueues automation jobs only for events some rule or webhook wants
 
 
+def install_publishers() -> None:
+    """A process that is not a worker (``helpline inbox sync``) publishes its committed events as a worker does:
+    to browsers, and as delivery and automation jobs (on the Redis given to :func:`configure`)."""
+    with _lock:
+        _install_emitter_locked()
+
+
 def install_emitter(url: str | None = None) -> SocketIOEmitter:
     """Add the Socket.IO emitter as an event publisher in a process that is not a worker (``helpline inbox sync``)."""
     publisher = SocketIOEmitter(url)
