@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from inbox.db import utcnow
 from inbox.models import CHANNELS, OPEN_STATUSES, Inbox, Team, TeamMember, Ticket, User
 from tickets import sla
-from tickets.metrics import Filters, Report, Sample, group, group_key, open_load, summarize, time_buckets
+from tickets.metrics import Filters, Sample, group, group_key, open_load, summarize, time_buckets
+from tickets.summary import SummaryReport as Report
 from web.access import visible_inbox_ids
 from web.auth import me, role_required
 from web.db import get_session
@@ -182,7 +183,7 @@ def times_table(report: Report, q: Query, names: Names, figure: str, title: str)
 
 
 def sla_table(report: Report, q: Query, now: dt.datetime) -> Table:
-    samples = sla.compliance(report, now)
+    samples = report.compliance(now)
     t = Table(
         "sla", "SLA compliance", ["target", "met", "breached", "compliance"], ["text", "count", "count", "percent"]
     )
@@ -393,7 +394,7 @@ def drill_rows(session: Session, q: Query, figure: str, key: str) -> list[list[A
     now = utcnow()
     names = load_names(session, q.filters.inbox_ids)
     if figure.startswith("sla_"):
-        samples: Sequence[Any] = [s for s in sla.compliance(report, now) if s.figure == figure]
+        samples: Sequence[Any] = [s for s in report.compliance(now) if s.figure == figure]
     elif figure == "backlog":
         samples = report.backlog(min(q.filters.end, now))
         if key not in ("*", ""):

@@ -1,0 +1,52 @@
+"""report summary: the samples each ticket contributes to the report figures (issue 9)
+
+Revision ID: 0970_report_summary
+Revises: 0960_workspace_settings
+Create Date: 2026-11-26 00:50:00
+
+Filled by ``tickets.summary`` on every commit that changes a ticket's history; existing tickets are filled by
+``helpline reports rebuild`` (or ``tickets.summary.rebuild_all``), which the upgrade does not run (it may be long).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0970_report_summary"
+down_revision = "0960_workspace_settings"
+branch_labels = None
+depends_on = None
+
+UTC_TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "report_sample",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("figure", sa.String(length=30), nullable=False),
+        sa.Column("start_at", UTC_TS, nullable=False),
+        sa.Column("end_at", UTC_TS, nullable=False),
+        sa.Column("seconds", sa.Integer(), nullable=False),
+        sa.Column("business_seconds", sa.Integer(), nullable=False),
+        sa.Column("agent_id", sa.Integer(), nullable=True),
+        sa.Column("team_id", sa.Integer(), nullable=True),
+        sa.Column("inbox_id", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("due_at", UTC_TS, nullable=True),
+        sa.Column("met", sa.Boolean(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["ticket.id"], name=op.f("fk_report_sample_ticket_id_ticket"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_report_sample")),
+    )
+    op.create_index("ix_report_sample_figure_end_at", "report_sample", ["figure", "end_at"])
+    op.create_index("ix_report_sample_ticket_id", "report_sample", ["ticket_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_report_sample_ticket_id", table_name="report_sample")
+    op.drop_index("ix_report_sample_figure_end_at", table_name="report_sample")
+    op.drop_table("report_sample")
