@@ -48,6 +48,7 @@ class Rule:
     business_hours: bool
     warn_before: int
     targets: dict[str, Targets]
+    calendar_id: int | None = None  # None: the inbox's calendar
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,11 @@ class Policies:
         return None
 
     def calendar(self, rule: Rule, inbox_id: int) -> Calendar | None:
-        return self.calendars.for_inbox(inbox_id) if rule.business_hours else None
+        if not rule.business_hours:
+            return None
+        if rule.calendar_id is not None and rule.calendar_id in self.calendars.by_id:
+            return self.calendars.by_id[rule.calendar_id]
+        return self.calendars.for_inbox(inbox_id)
 
 
 def load_policies(session: Session, calendars: Calendars | None = None) -> Policies:
@@ -79,7 +84,9 @@ def load_policies(session: Session, calendars: Calendars | None = None) -> Polic
             t.priority: Targets(t.first_response_seconds, t.next_response_seconds, t.resolution_seconds)
             for t in p.targets
         }
-        rules.append(Rule(p.id, p.name, p.inbox_id, p.tag, p.business_hours, p.warn_before_seconds, targets))
+        rules.append(
+            Rule(p.id, p.name, p.inbox_id, p.tag, p.business_hours, p.warn_before_seconds, targets, p.calendar_id)
+        )
     return Policies(tuple(rules), calendars if calendars is not None else load_calendars(session))
 
 

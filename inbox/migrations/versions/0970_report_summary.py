@@ -1,4 +1,4 @@
-"""report summary: the samples each ticket contributes to the report figures (issue 9)
+"""report summary: the samples each ticket contributes to the report figures; an SLA policy's calendar (issue 9)
 
 Revision ID: 0970_report_summary
 Revises: 0960_workspace_settings
@@ -44,9 +44,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_report_sample_figure_end_at", "report_sample", ["figure", "end_at"])
     op.create_index("ix_report_sample_ticket_id", "report_sample", ["ticket_id"])
+    with op.batch_alter_table("sla_policy") as batch:
+        batch.add_column(sa.Column("calendar_id", sa.Integer(), nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_sla_policy_calendar_id_business_calendar"),
+            "business_calendar",
+            ["calendar_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sla_policy") as batch:
+        batch.drop_constraint(op.f("fk_sla_policy_calendar_id_business_calendar"), type_="foreignkey")
+        batch.drop_column("calendar_id")
     op.drop_index("ix_report_sample_ticket_id", table_name="report_sample")
     op.drop_index("ix_report_sample_figure_end_at", table_name="report_sample")
     op.drop_table("report_sample")
