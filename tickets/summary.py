@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select
+from sqlalchemy import Date, case, cast, delete, event, func, insert, select
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from inbox.models import Message, Ticket, TicketEvent, TicketTag
@@ -27,7 +27,17 @@ from inbox.report_models import ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget
 from tickets import sla
 from tickets.business_hours import Calendars, business_seconds, load_calendars
-from tickets.metrics import REPLY, Report, Sample, Timeline, load_timelines, periods, waits
+from tickets.metrics import (
+    REPLY,
+    Filters,
+    Report,
+    Sample,
+    Summary,
+    Timeline,
+    load_timelines,
+    periods,
+    waits,
+)
 
 FIGURES = ("created", "resolution", "first_response", "next_response", "replies")
 SLA_FIGURES = tuple(f"sla_{m}" for m in ("first_response", "next_response", "resolution"))
@@ -203,7 +213,16 @@ def _forget(session: Session, previous: Any) -> None:
 class SummaryReport(Report):
     """``metrics.Report`` with the period figures read from the summary: the same samples, one indexed query each.
 
-    Backlog (an instant, not a period) is still rebuilt from the history of the tickets open at that instant."""
+    On PostgreSQL the aggregates the tables show (counts, nearest-rank median and p90 per group) are computed by
+    the database (``percentile_disc``), from the same rows and filters as the samples that the drill-down lists;
+    elsewhere (SQLite has no ordered-set aggregates) in Python from those samples. Backlog (an instant, not a
+    period) is still rebuilt from the history of the tickets open at that instant."""
+
+    def __init__(
+        self, session: Session, filters: Filters, calendars: Calendars | None = None, *, in_sql: bool | None = None
+    ) -> None:
+        super().__init__(session, filters, calendars)
+        self.in_sql = session.get_bind().dialect.name == "postgresql" if in_sql is None else in_sql
 
     def _select(self, figures: Sequence[str], upto: dt.datetime | None = None) -> Any:
         f = self.filters
@@ -269,3 +288,94 @@ class SummaryReport(Report):
             cols.channel,
         )
         return [sla.SlaSample(*row) for row in self.session.execute(stmt)]
+
+    # -- aggregates in SQL (PostgreSQL) ----------------------------------------------------------------------------
+    def _key(self, by: str) -> Any:
+        c = ReportSample.__table__.c
+        local = func.timezone(self.filters.tz, c.end_at)  # wall-clock time in the report's zone
+        if by == "day":
+            return cast(local, Date)
+        if by in ("week", "month"):
+            return cast(func.date_trunc(by, local), Date)  # weeks start on Monday, as bucket_start's
+        column = {"agent": c.agent_id, "team": c.team_id, "inbox": c.inbox_id, "channel": c.channel}.get(by)
+        if column is None:
+            raise ValueError(f"cannot group by {by!r}")
+        return column
+
+    def counts(self, figure: str, by: str) -> dict[Any, int]:
+        if not self.in_sql:
+            return super().counts(figure, by)
+        key = self._key(by).label("key")
+        stmt = self._select([_stored(figure)]).order_by(None).with_only_columns(key, func.count()).group_by(key)
+        return {k: int(n) for k, n in self.session.execute(stmt)}
+
+    def summaries(self, figure: str, by: str) -> tuple[dict[Any, Summary], Summary]:
+        if not self.in_sql:
+            return super().summaries(figure, by)
+        c = ReportSample.__table__.c
+        key = self._key(by)
+        # Nearest rank = percentile_disc: the first value whose cumulative share reaches p. PostgreSQL computes
+        # ceil(p * n) in floating point, where 0.9 * 70 = 63.000000000000007; a hair below p gives the exact rank.
+        stats = [
+            func.percentile_disc(p / 100 - 1e-9).within_group(col)
+            for col in (c.seconds, c.business_seconds)
+            for p in (50, 90)
+        ]
+        stmt = (
+            self._select([_stored(figure)])
+            .order_by(None)
+            .with_only_columns(key.label("key"), func.grouping(key).label("total"), func.count(), *stats)
+            .group_by(func.rollup(key))
+        )
+        groups: dict[Any, Summary] = {}
+        everything = Summary(0, None, None, None, None)
+        for k, total, n, med, p90, med_b, p90_b in self.session.execute(stmt):
+            summary = Summary(int(n), _opt(med), _opt(p90), _opt(med_b), _opt(p90_b))
+            if total:
+                everything = summary
+            else:
+                groups[k] = summary
+        return groups, everything
+
+    def reply_counts(self) -> dict[int | None, tuple[int, int]]:
+        if not self.in_sql:
+            return super().reply_counts()
+        c = ReportSample.__table__.c
+        stmt = (
+            self._select(["replies"])
+            .order_by(None)
+            .with_only_columns(c.agent_id, func.count(func.distinct(c.ticket_id)), func.count())
+            .group_by(c.agent_id)
+        )
+        return {a: (int(t), int(n)) for a, t, n in self.session.execute(stmt)}
+
+    def compliance_counts(self, now: dt.datetime) -> dict[str, tuple[int, int]]:
+        """Per SLA figure: (met, breached) clocks decided in the period, as ``compliance(now)`` lists them."""
+        if not self.in_sql:
+            out: dict[str, tuple[int, int]] = {}
+            for s in self.compliance(now):
+                met, breached = out.get(s.figure, (0, 0))
+                out[s.figure] = (met + 1, breached) if s.met else (met, breached + 1)
+            return out
+        c = ReportSample.__table__.c
+        met_sum = func.sum(case((c.met.is_(True), 1), else_=0))
+        stmt = (
+            self._select(SLA_FIGURES, upto=min(now, self.filters.end))
+            .order_by(None)
+            .with_only_columns(c.figure, met_sum, func.count())
+            .group_by(c.figure)
+        )
+        return {f: (int(m), int(n) - int(m)) for f, m, n in self.session.execute(stmt)}
+
+
+def _stored(figure: str) -> str:
+    """The figure's rows: "solved" is the count of resolutions."""
+    if figure == "solved":
+        return "resolution"
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}")
+    return figure
+
+
+def _opt(value: Any) -> int | None:
+    return None if value is None else int(value)

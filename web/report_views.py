@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from inbox.db import utcnow
 from inbox.models import CHANNELS, OPEN_STATUSES, Inbox, Team, TeamMember, Ticket, User
 from tickets import sla
-from tickets.metrics import Filters, Sample, group, group_key, open_load, summarize, time_buckets
+from tickets.metrics import Filters, Summary, group_key, open_load, time_buckets
 from tickets.summary import SummaryReport as Report
 from web.access import visible_inbox_ids
 from web.auth import me, role_required
@@ -139,7 +139,7 @@ def load_names(session: Session, inbox_ids: frozenset[int] | None) -> Names:
 
 
 # -- the tables -------------------------------------------------------------------------------------------------
-def _keys(q: Query, *groups: dict[Any, list[Any]]) -> list[Any]:
+def _keys(q: Query, *groups: dict[Any, Any]) -> list[Any]:
     if q.by in ("day", "week", "month"):
         return list(time_buckets(q.filters.start, q.filters.end, q.by, q.filters.tz))
     keys: dict[Any, None] = {}
@@ -153,44 +153,41 @@ def _drill(q: Query, figure: str, key: Any) -> dict[str, str]:
 
 
 def volume_table(report: Report, q: Query, names: Names) -> Table:
-    created, solved = group(report.created(), q.by, q.filters.tz), group(report.solved(), q.by, q.filters.tz)
+    created, solved = report.counts("created", q.by), report.counts("solved", q.by)
     t = Table("volume", "Volume", [q.by, "created", "solved"], ["text", "count", "count"])
     for key in _keys(q, created, solved):
-        t.rows.append([names.label(q.by, key), len(created.get(key, [])), len(solved.get(key, []))])
+        t.rows.append([names.label(q.by, key), created.get(key, 0), solved.get(key, 0)])
         t.drill.append(_drill(q, "created", key))
     return t
 
 
 def times_table(report: Report, q: Query, names: Names, figure: str, title: str) -> Table:
-    groups = group(report.figure(figure), q.by, q.filters.tz)
+    groups, everything = report.summaries(figure, q.by)
     t = Table(
         figure,
         f"{title} time",
         [q.by, "count", "median", "p90", "median (business)", "p90 (business)"],
         ["text", "count", "seconds", "seconds", "seconds", "seconds"],
     )
-    everything: list[Sample] = []
+    empty = Summary(0, None, None, None, None)
     for key in _keys(q, groups):
-        samples = groups.get(key, [])
-        everything.extend(samples)
-        s = summarize(samples)
+        s = groups.get(key, empty)
         t.rows.append([names.label(q.by, key), s.count, s.median, s.p90, s.median_business, s.p90_business])
         t.drill.append(_drill(q, figure, key))
-    s = summarize(everything)
+    s = everything
     t.rows.append(["all", s.count, s.median, s.p90, s.median_business, s.p90_business])
     t.drill.append(_drill(q, figure, "") | {"key": "*"})
     return t
 
 
 def sla_table(report: Report, q: Query, now: dt.datetime) -> Table:
-    samples = report.compliance(now)
+    counts = report.compliance_counts(now)
     t = Table(
         "sla", "SLA compliance", ["target", "met", "breached", "compliance"], ["text", "count", "count", "percent"]
     )
     for figure, title in TIME_FIGURES:
-        mine = [s for s in samples if s.figure == f"sla_{figure}"]
-        met = sum(1 for s in mine if s.met)
-        t.rows.append([title, met, len(mine) - met, (met / len(mine)) if mine else None])
+        met, breached = counts.get(f"sla_{figure}", (0, 0))
+        t.rows.append([title, met, breached, (met / (met + breached)) if met + breached else None])
         t.drill.append(q.args | {"figure": f"sla_{figure}", "key": "*"})
     return t
 
@@ -210,8 +207,8 @@ def backlog_table(report: Report, q: Query, now: dt.datetime) -> tuple[Table, dt
 
 
 def agents_table(session: Session, report: Report, q: Query, names: Names) -> Table:
-    replies = group(report.replies(), "agent")
-    first = group(report.first_responses(), "agent")
+    replies = report.reply_counts()
+    first, _all = report.summaries("first_response", "agent")
     load = open_load(session, q.filters.inbox_ids)
     t = Table(
         "agents",
@@ -228,18 +225,9 @@ def agents_table(session: Session, report: Report, q: Query, names: Names) -> Ta
     )
     keys = [k for k in _keys_agents(replies, first, load) if q.filters.agent_id is None or k == q.filters.agent_id]
     for key in keys:
-        s = summarize(first.get(key, []))
-        handled = len({x.ticket_id for x in replies.get(key, [])})
-        t.rows.append(
-            [
-                names.label("agent", key),
-                handled,
-                len(replies.get(key, [])),
-                s.median,
-                s.median_business,
-                load.get(key, 0),
-            ]
-        )
+        s = first.get(key, Summary(0, None, None, None, None))
+        handled, count = replies.get(key, (0, 0))
+        t.rows.append([names.label("agent", key), handled, count, s.median, s.median_business, load.get(key, 0)])
         t.drill.append(q.args | {"figure": "replies", "key": str(key), "by": "agent"})
     return t
 

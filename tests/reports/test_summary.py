@@ -169,3 +169,45 @@ def test_rebuild_all_writes_the_same_rows(session: Session, world: World) -> Non
     assert summary.rebuild_all(session) == len(kept)
     session.commit()
     assert rows() == kept
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_sql_aggregates_equal_the_samples_they_summarise(session: Session, world: World) -> None:
+    """On PostgreSQL the tables' counts, medians and p90s come from the database (percentile_disc); they equal
+    nearest rank over the very samples the drill-down lists, for every grouping and filter."""
+    w = world
+    # More samples, so that p90 is not simply the maximum: 70 answered waits on t6 (0.9 * 70 is 63.000...007 in
+    # floating point, where a naive ceil would pick rank 64).
+    t6 = session.get(Ticket, w.t6)
+    assert t6 is not None
+    for i in range(70):
+        at = Z("2026-10-28 09:00") + dt.timedelta(minutes=90 * i)
+        for direction, when in (("inbound", at), ("outbound", at + dt.timedelta(minutes=i + 1))):
+            session.add(
+                Message(
+                    ticket_id=t6.id,
+                    inbox_id=t6.inbox_id,
+                    contact_id=t6.contact_id,
+                    direction=direction,
+                    channel="email",
+                    author_id=w.c if direction == "outbound" else None,
+                    body_text=direction,
+                    created_at=when,
+                    sent_at=when if direction == "inbound" else None,
+                )
+            )
+    session.commit()
+    for kw in filter_sets(w):
+        for tz in ("UTC", "Europe/Berlin", "America/New_York"):
+            f = Filters(START, END, **(kw | {"tz": tz}))  # type: ignore[arg-type]
+            in_sql, in_python = SummaryReport(session, f, in_sql=True), SummaryReport(session, f, in_sql=False)
+            for by in ("day", "week", "month", "agent", "team", "inbox", "channel"):
+                for figure in ("created", "solved", "replies"):
+                    assert in_sql.counts(figure, by) == in_python.counts(figure, by), (figure, by, kw, tz)
+                for figure in ("first_response", "next_response", "resolution"):
+                    assert in_sql.summaries(figure, by) == in_python.summaries(figure, by), (figure, by, kw, tz)
+            assert in_sql.reply_counts() == in_python.reply_counts()
+            for now in (Z("2026-10-27 11:00"), END):
+                assert in_sql.compliance_counts(now) == in_python.compliance_counts(now)
+    nexts = SummaryReport(session, Filters(START, END), in_sql=True).summaries("next_response", "agent")[0]
+    assert nexts[w.c].count == 70 and nexts[w.c].p90 == 63 * 60  # rank 63 of 1..70 minutes
