@@ -440,8 +440,19 @@ def drill() -> ResponseReturnValue:
 
 
 # -- the live queue ---------------------------------------------------------------------------------------------
-def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.datetime) -> dict[str, Any]:
-    """Right now: customers waiting, the oldest wait, SLA clocks at risk, each agent's open load."""
+def online_in_scope(session: Session, inbox_ids: frozenset[int] | None, online: dict[int, str]) -> dict[int, str]:
+    """The online users a lead may see: members of the teams that own the lead's inboxes (admins: everyone)."""
+    if inbox_ids is None:
+        return online
+    teams = select(Inbox.team_id).where(Inbox.id.in_(inbox_ids))
+    members = set(session.scalars(select(TeamMember.user_id).where(TeamMember.team_id.in_(teams))))
+    return {uid: name for uid, name in online.items() if uid in members}
+
+
+def queue_snapshot(
+    session: Session, inbox_ids: frozenset[int] | None, now: dt.datetime, online: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """Right now: customers waiting, the oldest wait, SLA clocks at risk, agents online and each one's open load."""
     stmt = select(Ticket.id, Ticket.subject, Ticket.waiting_since, Ticket.assignee_id, Ticket.inbox_id).where(
         Ticket.status.in_(OPEN_STATUSES), Ticket.merged_into_id.is_(None)
     )
@@ -456,6 +467,7 @@ def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.d
     )
     names = load_names(session, inbox_ids)
     load = open_load(session, inbox_ids)
+    here = online_in_scope(session, inbox_ids, online or {})
     return {
         "now": now.isoformat(),
         "waiting": len(waiting),
@@ -480,8 +492,12 @@ def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.d
             }
             for r, st in at_risk[:50]
         ],
+        "online": len(here),
         "agents": [
-            {"agent": names.label("agent", a), "open": n} for a, n in sorted(load.items(), key=lambda kv: -kv[1])
+            {"id": a, "agent": here.get(a) or names.label("agent", a), "online": a in here, "open": load.get(a, 0)}
+            for a in sorted(
+                set(load) | set(here), key=lambda a: (a not in here, -load.get(a, 0), names.label("agent", a))
+            )
         ],
     }
 
@@ -498,12 +514,19 @@ def _scope(session: Session) -> frozenset[int] | None:
 @bp.get("/queue")
 @role_required("lead", "admin")
 def queue() -> ResponseReturnValue:
-    session = get_session()
-    return render_template("reports/queue.html", snap=queue_snapshot(session, _scope(session), utcnow()))
+    session, scope = get_session(), _scope(get_session())
+    rooms = sorted(scope if scope is not None else session.scalars(select(Inbox.id)))
+    return render_template("reports/queue.html", snap=queue_snapshot(session, scope, utcnow(), _online()), rooms=rooms)
 
 
 @bp.get("/queue.json")
 @role_required("lead", "admin")
 def queue_json() -> ResponseReturnValue:
     session = get_session()
-    return queue_snapshot(session, _scope(session), utcnow())
+    return queue_snapshot(session, _scope(session), utcnow(), _online())
+
+
+def _online() -> dict[int, str]:
+    from web.socket_events import presence
+
+    return presence().users()

@@ -18,14 +18,21 @@ from flask_socketio import disconnect, emit, join_room, leave_room, rooms
 from inbox.models import Ticket
 from web import access
 from web.db import get_session
+from web.presence import Online, Presence
 from web.realtime import same_origin, socketio
 
 ROOM = re.compile(r"^(inbox|ticket|agent):([0-9]{1,12})$")
 EVENTS = ("connect", "join", "leave", "typing", "disconnect")  # the authorisation matrix walks this list
 
 _viewers: dict[str, dict[str, tuple[int, str]]] = {}  # room -> sid -> (user id, name); this process's sockets
-_online: dict[str, tuple[int, str, tuple[int, ...]]] = {}  # sid -> (user id, name, team ids)
 _lock = threading.Lock()
+ALL_PRESENCE = "presence:all"  # admins' room: any change of who is online (the live queue refreshes on it)
+
+
+def presence() -> Presence:
+    """Who is online, across web processes (``web.presence``; created by ``web.realtime.init_app``)."""
+    found: Presence = current_app.extensions["helpline_presence"]
+    return found
 
 
 def registered() -> tuple[str, ...]:
@@ -77,18 +84,19 @@ def on_connect(_auth: Any = None) -> bool:
     teams = tuple(t.id for t in current_user.row.teams)
     for team_id in teams:
         join_room(f"team:{team_id}")
-    with _lock:
-        _online[request.sid] = (current_user.id, current_user.name, teams)
-    for team_id in teams:
-        _announce_team(team_id)
+    if current_user.row.role == "admin":
+        join_room(ALL_PRESENCE)
+    presence().add(request.sid, Online(current_user.id, current_user.name, teams))
+    _announce(teams)
     return True
 
 
-def _announce_team(team_id: int) -> None:
-    with _lock:
-        people = {uid: name for uid, name, teams in _online.values() if team_id in teams}
-    users = [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
-    emit("presence.online", {"team_id": team_id, "users": users}, to=f"team:{team_id}")
+def _announce(teams: tuple[int, ...]) -> None:
+    for team_id in teams:
+        people = presence().users(team_id)
+        users = [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
+        emit("presence.online", {"team_id": team_id, "users": users}, to=f"team:{team_id}")
+    emit("presence.changed", {}, to=ALL_PRESENCE)
 
 
 @socketio.on("join")
@@ -153,8 +161,7 @@ def _forget(room: str, sid: str) -> None:
 def on_disconnect(*_args: Any) -> None:
     with _lock:
         mine = [room for room, people in _viewers.items() if request.sid in people]
-        _uid, _name, teams = _online.pop(request.sid, (0, "", ()))
+    gone = presence().remove(request.sid)
     for room in mine:
         _forget(room, request.sid)
-    for team_id in teams:
-        _announce_team(team_id)
+    _announce(gone.teams if gone else ())
