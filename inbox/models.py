@@ -278,6 +278,6 @@ class Quarantine(Base):
 
 # Calendars and SLA policies, workspace settings and the audit log live in their own modules; imported here so
 # Base.metadata (Alembic, tests) has them.
-from inbox.report_models import ReportSample  # noqa: E402, F401
+from inbox.report_models import CsatRating, ReportSample  # noqa: E402, F401
 from inbox.settings_models import AuditLog, WorkspaceSetting  # noqa: E402, F401
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget  # noqa: E402, F401

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from inbox.db import Base, UTCDateTime
+from inbox.db import Base, Timestamp, UTCDateTime
 
 
 class ReportSample(Base):
@@ -39,3 +39,17 @@ class ReportSample(Base):
     # SLA clocks only: the due time, and whether it was met (end_at = the stop) or breached (end_at = due_at).
     due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     met: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class CsatRating(Base):
+    """A customer's rating (1-5, optional comment) of one solve of a ticket, given through a signed link."""
+
+    __tablename__ = "csat_rating"
+    __table_args__ = (UniqueConstraint("ticket_id", "solved_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    solved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # the solve the survey asked about
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[Timestamp]  # when first rated: the report period it belongs to
+    updated_at: Mapped[Timestamp]  # a customer may change their mind while the link is valid

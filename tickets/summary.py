@@ -23,7 +23,7 @@ from sqlalchemy import Date, case, cast, delete, event, func, insert, select
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from inbox.models import Message, Ticket, TicketEvent, TicketTag
-from inbox.report_models import ReportSample
+from inbox.report_models import CsatRating, ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget
 from tickets import sla
 from tickets.business_hours import Calendars, business_seconds, load_calendars
@@ -39,7 +39,7 @@ from tickets.metrics import (
     waits,
 )
 
-FIGURES = ("created", "resolution", "first_response", "next_response", "replies")
+FIGURES = ("created", "resolution", "first_response", "next_response", "replies", "csat")
 SLA_FIGURES = tuple(f"sla_{m}" for m in ("first_response", "next_response", "resolution"))
 CHUNK = 900
 _DIRTY, _ALL = "report_summary_dirty", "report_summary_all"
@@ -73,6 +73,24 @@ def ticket_samples(tl: Timeline, calendars: Calendars) -> list[Sample]:
             out.append(sample("first_response" if w.first else "next_response", w.start, w.end, w.agent_id))
     out.extend(sample("replies", p.at, p.at, p.actor_id) for p in tl.points if p.kind == REPLY)
     return out
+
+
+def csat_sample(tl: Timeline, rating: CsatRating) -> Sample:
+    """A rating as a sample: ``seconds`` holds the score (1-5); it counts when first given, for the assignee and
+    team of the solve it rates."""
+    at = rating.solved_at
+    return Sample(
+        "csat",
+        tl.ticket_id,
+        at,
+        rating.created_at,
+        rating.score,
+        0,
+        tl.assignee_at(at),
+        tl.team_at(at),
+        tl.inbox_id,
+        tl.channel,
+    )
 
 
 def ticket_sla_samples(tl: Timeline, clocks: Sequence[sla.Clock]) -> list[sla.SlaSample]:
@@ -122,6 +140,8 @@ def refresh(session: Session, ticket_ids: Iterable[int]) -> int:
             rows.extend(_row(s) for s in ticket_samples(tl, calendars))
         for tid, clocks in sla.clocks_for(session, list(tls), policies, tls).items():
             rows.extend(_sla_row(s) for s in ticket_sla_samples(tls[tid], clocks))
+        for rating in session.scalars(select(CsatRating).where(CsatRating.ticket_id.in_(list(tls)))):
+            rows.append(_row(csat_sample(tls[rating.ticket_id], rating)))
         if rows:
             session.execute(insert(ReportSample), rows)
         written += len(rows)
@@ -170,7 +190,7 @@ def _sla_row(s: sla.SlaSample) -> dict[str, Any]:
 def _ticket_ids_of(obj: object) -> list[int]:
     if isinstance(obj, Ticket):
         return [obj.id]
-    if isinstance(obj, Message | TicketEvent | TicketTag):
+    if isinstance(obj, Message | TicketEvent | TicketTag | CsatRating):
         ids = [obj.ticket_id]
         if isinstance(obj, Message):  # moved by a merge: the old ticket loses it too
             ids.extend(attributes.get_history(obj, "ticket_id").deleted or ())
@@ -271,6 +291,13 @@ class SummaryReport(Report):
 
     def replies(self) -> list[Sample]:
         return self._memo("replies", lambda: self._rows("replies"))
+
+    def csat(self) -> list[Sample]:
+        """Ratings first given in the period (``seconds`` is the score)."""
+        return self._memo("csat", lambda: self._rows("csat"))
+
+    def figure(self, name: str) -> list[Sample]:
+        return self.csat() if name == "csat" else super().figure(name)
 
     def compliance(self, now: dt.datetime) -> list[sla.SlaSample]:
         """``sla.compliance``'s samples: clocks decided in the period, by the horizon (the end, or now)."""

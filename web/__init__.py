@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         api,
         auth,
         contact_views,
+        csat_views,
         db,
         errors,
         filters,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         app.register_blueprint(bp)
     app.register_blueprint(report_views.bp)  # team-lead reports and the live queue (issue 9)
     app.register_blueprint(sla_views.bp)  # SLA policies, admins only (issue 9)
+    app.register_blueprint(csat_views.bp)  # the public rating page of the satisfaction survey (issue 9)
     onboarding_views.init_app(app)  # first-run wizard and the /settings pages (issue 10)
     realtime.init_app(app, app.config["HELPLINE_REDIS_URL"])
     widget_views.init_app(app)  # the public chat widget: routes, its CSRF exemption, the /widget namespace

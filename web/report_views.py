@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 from inbox.db import utcnow
 from inbox.models import CHANNELS, OPEN_STATUSES, Inbox, Team, TeamMember, Ticket, User
 from tickets import sla
-from tickets.metrics import Filters, Summary, group_key, open_load, time_buckets
+from tickets.csat import SATISFIED
+from tickets.metrics import Filters, Sample, Summary, group, group_key, open_load, time_buckets
 from tickets.summary import SummaryReport as Report
 from web.access import visible_inbox_ids
 from web.auth import me, role_required
@@ -232,6 +233,38 @@ def agents_table(session: Session, report: Report, q: Query, names: Names) -> Ta
     return t
 
 
+def csat_table(report: Report, q: Query, names: Names) -> Table:
+    """Responses, average score and the share satisfied (4 or 5) per group, from the ``csat`` samples."""
+    groups = group(report.csat(), q.by, q.filters.tz)
+    t = Table(
+        "csat",
+        "Customer satisfaction",
+        [q.by, "responses", "average score", "satisfied"],
+        ["text", "count", "score", "percent"],
+    )
+
+    def row(label: str, samples: list[Sample]) -> list[Any]:
+        scores = [s.seconds for s in samples]
+        if not scores:
+            return [label, 0, None, None]
+        return [
+            label,
+            len(scores),
+            round(sum(scores) / len(scores), 2),
+            sum(x >= SATISFIED for x in scores) / len(scores),
+        ]
+
+    everything: list[Sample] = []
+    for key in _keys(q, groups):
+        samples = groups.get(key, [])
+        everything.extend(samples)
+        t.rows.append(row(names.label(q.by, key), samples))
+        t.drill.append(_drill(q, "csat", key))
+    t.rows.append(row("all", everything))
+    t.drill.append(_drill(q, "csat", "") | {"key": "*"})
+    return t
+
+
 def _keys_agents(*groups: dict[Any, Any]) -> list[int]:
     keys = {k for g in groups for k in g if k is not None}
     return sorted(keys)
@@ -246,6 +279,7 @@ def build_tables(session: Session, q: Query, now: dt.datetime) -> tuple[dict[str
     tables["sla"] = sla_table(report, q, now)
     tables["backlog"], backlog_at = backlog_table(report, q, now)
     tables["agents"] = agents_table(session, report, q, names)
+    tables["csat"] = csat_table(report, q, names)
     return tables, backlog_at
 
 
@@ -294,6 +328,8 @@ def cell(kind: str, value: Any) -> str:
         return duration(int(value))
     if kind == "percent":
         return f"{value * 100:.1f} %"
+    if kind == "score":
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -403,6 +439,8 @@ def drill_rows(session: Session, q: Query, figure: str, key: str) -> list[list[A
         if isinstance(s, sla.SlaSample):
             secs: Any = "met" if s.met else "breached"
             biz: Any = s.due_at.isoformat()
+        elif s.figure == "csat":
+            secs, biz = f"score {s.seconds}", ""
         else:
             secs, biz = s.seconds, s.business_seconds
         rows.append(

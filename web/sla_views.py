@@ -1,4 +1,5 @@
-"""``/settings/sla``: SLA policies (targets per priority, optional inbox/tag condition, business hours, calendar).
+"""``/settings/sla``: SLA policies (targets per priority, optional inbox/tag condition, business hours, calendar), and
+the switch of the satisfaction survey (``tickets.csat``).
 
 Admins only; every change is a CSRF-checked POST and an audit row. Saving a policy changes which clocks tickets
 have, so the report summary is recomputed for every ticket in the same commit (``tickets.summary``).
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from inbox import workspace
 from inbox.models import PRIORITIES, Inbox, Tag
 from inbox.sla_models import BusinessCalendar, SlaPolicy, SlaTarget
+from tickets import csat
 from web.auth import me, role_required
 from web.db import get_session
 
@@ -150,7 +152,22 @@ def _form_page(session: Session, policy: SlaPolicy | None, form: PolicyForm, err
 def index() -> ResponseReturnValue:
     session = get_session()
     policies = list(session.scalars(select(SlaPolicy).order_by(SlaPolicy.position, SlaPolicy.id)))
-    return render_template("settings/sla.html", policies=policies, **_choices(session))
+    return render_template("settings/sla.html", policies=policies, csat_on=csat.enabled(session), **_choices(session))
+
+
+@bp.post("/csat")
+@role_required("admin")
+def csat_switch() -> ResponseReturnValue:
+    """Turn the satisfaction survey after a solve on or off."""
+    session = get_session()
+    on = request.form.get("enabled") == "1"
+    workspace.set_setting(session, csat.SETTING, on)
+    workspace.record(
+        session, "csat.switched", actor=me(), target="workspace", detail={"enabled": on}, ip=request.remote_addr or ""
+    )
+    session.commit()
+    flash(f"Satisfaction survey turned {'on' if on else 'off'}.", "info")
+    return redirect(url_for(".index"))
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -35,6 +35,8 @@ OURS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "admin"}
 OTHER_BLUEPRINTS = {"api", "health", "widget", "webhooks", "instagram_webhook", "onboarding", None}  # None: /static
 # Issue 10's wizard and admin-only settings pages: their own 403/CSRF matrix is tests/settings/test_access.py.
 OTHER_BLUEPRINTS |= {"onboarding", "channel_settings", "contact_import", "audit"}
+# The customers' rating page: a signed, expiring token is its credential (tests/reports/test_csat.py).
+OTHER_BLUEPRINTS |= {"csat"}
 # Form data that would change something if a check were missing.
 FORMS = {
     "tickets.reply": {"text": "leak"},

@@ -1,4 +1,5 @@
-"""report summary: the samples each ticket contributes to the report figures; an SLA policy's calendar (issue 9)
+"""report summary: the samples each ticket contributes to the report figures; an SLA policy's calendar; CSAT
+ratings (issue 9)
 
 Revision ID: 0970_report_summary
 Revises: 0960_workspace_settings
@@ -44,6 +45,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_report_sample_figure_end_at", "report_sample", ["figure", "end_at"])
     op.create_index("ix_report_sample_ticket_id", "report_sample", ["ticket_id"])
+    op.create_table(
+        "csat_rating",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        sa.Column("solved_at", UTC_TS, nullable=False),
+        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=False),
+        sa.Column("created_at", UTC_TS, nullable=False),
+        sa.Column("updated_at", UTC_TS, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["ticket_id"], ["ticket.id"], name=op.f("fk_csat_rating_ticket_id_ticket"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_csat_rating")),
+        sa.UniqueConstraint("ticket_id", "solved_at", name=op.f("uq_csat_rating_ticket_id_solved_at")),
+    )
     with op.batch_alter_table("sla_policy") as batch:
         batch.add_column(sa.Column("calendar_id", sa.Integer(), nullable=True))
         batch.create_foreign_key(
@@ -59,6 +75,7 @@ def downgrade() -> None:
     with op.batch_alter_table("sla_policy") as batch:
         batch.drop_constraint(op.f("fk_sla_policy_calendar_id_business_calendar"), type_="foreignkey")
         batch.drop_column("calendar_id")
+    op.drop_table("csat_rating")
     op.drop_index("ix_report_sample_ticket_id", table_name="report_sample")
     op.drop_index("ix_report_sample_figure_end_at", table_name="report_sample")
     op.drop_table("report_sample")
