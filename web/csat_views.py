@@ -36,7 +36,8 @@ def rate(token: str) -> ResponseReturnValue:
     existing = session.scalar(
         select(CsatRating).where(CsatRating.ticket_id == ticket.id, CsatRating.solved_at == solved_at)
     )
-    score_text = request.values.get("score", "")
+    # The email's links carry ?score=N to preselect; the form (posted to the same URL) says what was chosen.
+    score_text = request.form.get("score", "") if request.method == "POST" else request.args.get("score", "")
     score = int(score_text) if score_text.isdigit() else (existing.score if existing else None)
     comment = request.form.get("comment", existing.comment if existing else "")
     if request.method == "POST":
