@@ -2,8 +2,9 @@
 
 A policy (``inbox.sla_models.SlaPolicy``) sets targets per priority for first response, next response and
 resolution, optionally only for one inbox and/or tickets with one tag; the first active policy by position that
-matches a ticket (current inbox, priority and tags) applies. With ``business_hours`` the targets count in the
-inbox's business hours (``tickets.business_hours``), otherwise around the clock.
+matches a ticket (current inbox, priority and tags) applies. With ``business_hours`` the targets count in business
+hours (``tickets.business_hours``): of the policy's own calendar when it names one, else of the ticket's inbox;
+otherwise around the clock.
 
 Clocks follow the report definitions of ``tickets.metrics``: a first/next response clock runs over a wait (from
 the customer message to the reply; a solve stops it without a response), a resolution clock over a resolution
