@@ -16,13 +16,15 @@ long on a big workspace, but rare). Rows written around the ORM (bulk INSERTs, a
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Date, case, cast, delete, event, func, insert, select
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
-from inbox.models import Message, Ticket, TicketEvent, TicketTag
+from inbox import workspace
+from inbox.models import Inbox, Message, Ticket, TicketEvent, TicketTag
 from inbox.report_models import CsatRating, ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget
 from tickets import sla
@@ -44,6 +46,8 @@ SLA_FIGURES = tuple(f"sla_{m}" for m in ("first_response", "next_response", "res
 CHUNK = 900
 _DIRTY, _ALL = "report_summary_dirty", "report_summary_all"
 _EVERYTHING = (BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget)
+VERSION_KEY = "report_config_version"
+_CONFIG_CACHE: dict[tuple[str, str], tuple[Calendars, sla.Policies]] = {}
 
 
 # -- what one ticket contributes ------------------------------------------------------------------------------------
@@ -128,8 +132,7 @@ def refresh(session: Session, ticket_ids: Iterable[int]) -> int:
     ids = sorted(set(ticket_ids))
     if not ids:
         return 0
-    calendars = load_calendars(session)
-    policies = sla.load_policies(session, calendars)
+    calendars, policies = _config(session)
     written = 0
     for lo in range(0, len(ids), CHUNK):
         chunk = ids[lo : lo + CHUNK]
@@ -146,6 +149,22 @@ def refresh(session: Session, ticket_ids: Iterable[int]) -> int:
             session.execute(insert(ReportSample), rows)
         written += len(rows)
     return written
+
+
+def _config(session: Session) -> tuple[Calendars, sla.Policies]:
+    """Calendars and SLA policies, cached per process while the workspace's ``report_config_version`` (a random
+    token the commit hook renews whenever a calendar, holiday, policy or an inbox's team changes) stays the same:
+    one query per commit instead of one per table."""
+    version = workspace.get_setting(session, VERSION_KEY)
+    key = (str(session.get_bind().engine.url), str(version))
+    if version is not None and (found := _CONFIG_CACHE.get(key)) is not None:
+        return found
+    calendars = load_calendars(session)
+    loaded = calendars, sla.load_policies(session, calendars)
+    if version is not None:
+        _CONFIG_CACHE.clear()  # one workspace per process in production: keep only the current one
+        _CONFIG_CACHE[key] = loaded
+    return loaded
 
 
 def rebuild_all(session: Session) -> int:
@@ -204,6 +223,8 @@ def _note_changes(session: Session, _flush: UOWTransaction) -> None:
     for obj in (*session.new, *session.dirty, *session.deleted):
         if isinstance(obj, _EVERYTHING):
             session.info[_ALL] = True
+        elif isinstance(obj, Inbox) and obj in session.dirty and attributes.get_history(obj, "team_id").deleted:
+            session.info[_ALL] = True  # the inbox may now count in its new team's calendar
         else:
             dirty.update(_ticket_ids_of(obj))
 
@@ -216,6 +237,7 @@ def _refresh_before_commit(session: Session) -> None:
     everything = session.info.pop(_ALL, False)
     ids = session.info.pop(_DIRTY, set())
     if everything:
+        workspace.set_setting(session, VERSION_KEY, uuid.uuid4().hex)  # other processes reload their cache
         rebuild_all(session)
     elif ids:
         refresh(session, ids)

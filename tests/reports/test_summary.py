@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from inbox.models import Message, Ticket, TicketEvent
+from inbox.models import Inbox, Message, Ticket, TicketEvent
 from inbox.report_models import ReportSample
-from inbox.sla_models import BusinessHoliday, SlaTarget
+from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaTarget
 from tests.reports.world import END, START, World, Z, build
 from tickets import lifecycle, sla, summary
 from tickets.metrics import Filters, Report
@@ -237,3 +237,20 @@ def test_helpline_reports_rebuild_refills_the_summary(tmp_path: Path) -> None:
     assert done.stdout.strip() == f"report summary rebuilt: {kept} rows"
     assert db.execute("SELECT count(*) FROM report_sample").fetchone()[0] == kept
     db.close()
+
+
+def test_moving_an_inbox_to_another_team_recomputes_with_that_teams_calendar(session: Session, world: World) -> None:
+    """Inbox 2 has no calendar; moved to team 1, whose team calendar opens 13:00-17:00 UTC on weekdays, t6's
+    10-minute first response (Tue 27 12:00-12:10 UTC) falls outside business hours."""
+    afternoons = {d: [["13:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
+    session.add(BusinessCalendar(name="Afternoons", timezone="UTC", team_id=world.team1, hours=afternoons))
+    session.commit()
+    before = [s for s in SummaryReport(session, Filters(START, END)).first_responses() if s.ticket_id == world.t6]
+    assert [(s.seconds, s.business_seconds) for s in before] == [(600, 600)]
+    inbox2 = session.get(Inbox, world.inbox2)
+    assert inbox2 is not None
+    inbox2.team_id = world.team1
+    session.commit()
+    after = [s for s in SummaryReport(session, Filters(START, END)).first_responses() if s.ticket_id == world.t6]
+    assert [(s.seconds, s.business_seconds) for s in after] == [(600, 0)]
+    assert_same(session, world)
