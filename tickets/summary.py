@@ -173,6 +173,12 @@ def rebuild_all(session: Session) -> int:
     return refresh(session, session.scalars(select(Ticket.id).where(Ticket.merged_into_id.is_(None))))
 
 
+def discard_pending(session: Session) -> None:
+    """Forget the tickets noted for the next commit: for bulk loaders that call ``rebuild_all`` themselves."""
+    session.info.pop(_DIRTY, None)
+    session.info.pop(_ALL, None)
+
+
 def _row(s: Sample) -> dict[str, Any]:
     return {
         "ticket_id": s.ticket_id,
