@@ -55,7 +55,9 @@ class SlaPolicy(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)  # lower is tried first
     inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id", ondelete="CASCADE"))  # None: any inbox
     tag: Mapped[str | None] = mapped_column(String(60))  # None: any ticket; else only tickets with this tag
-    business_hours: Mapped[bool] = mapped_column(Boolean, default=False)  # count targets in the inbox's hours
+    business_hours: Mapped[bool] = mapped_column(Boolean, default=False)  # count targets in business hours
+    # The calendar business hours come from; None: the ticket's inbox calendar (its own, its team's, the default).
+    calendar_id: Mapped[int | None] = mapped_column(ForeignKey("business_calendar.id", ondelete="SET NULL"))
     warn_before_seconds: Mapped[int] = mapped_column(Integer, default=900)  # warning this long before breach
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[Timestamp]

@@ -205,6 +205,7 @@ class Calendars:
     by_team: dict[int, Calendar]
     default: Calendar | None
     inbox_team: dict[int, int | None]
+    by_id: dict[int, Calendar] = field(default_factory=dict)
 
     def for_inbox(self, inbox_id: int) -> Calendar | None:
         if inbox_id in self.by_inbox:
@@ -223,8 +224,9 @@ def load_calendars(session: Session) -> Calendars:
     by_inbox: dict[int, Calendar] = {}
     by_team: dict[int, Calendar] = {}
     default: Calendar | None = None
+    by_id: dict[int, Calendar] = {}
     for row in session.scalars(select(BusinessCalendar).order_by(BusinessCalendar.id)):
-        cal = calendar_from_row(row, holidays.get(row.id, []))
+        cal = by_id[row.id] = calendar_from_row(row, holidays.get(row.id, []))
         if row.inbox_id is not None:
             by_inbox[row.inbox_id] = cal
         if row.team_id is not None:
@@ -232,7 +234,7 @@ def load_calendars(session: Session) -> Calendars:
         if row.is_default and default is None:
             default = cal
     inbox_team = {i: t for i, t in session.execute(select(Inbox.id, Inbox.team_id))}
-    return Calendars(by_inbox, by_team, default, inbox_team)
+    return Calendars(by_inbox, by_team, default, inbox_team, by_id)
 
 
 def hours_payload(calendar: Calendar) -> dict[str, Any]:

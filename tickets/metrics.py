@@ -443,6 +443,20 @@ class Report:
             raise ValueError(f"unknown figure {name!r}")
         return methods[name]()
 
+    # -- aggregates: what the tables show (``SummaryReport`` computes the same in SQL on PostgreSQL) ---------------
+    def counts(self, figure: str, by: str) -> dict[Any, int]:
+        """How many samples of a figure per group."""
+        return {k: len(v) for k, v in group(self.figure(figure), by, self.filters.tz).items()}
+
+    def summaries(self, figure: str, by: str) -> tuple[dict[Any, Summary], Summary]:
+        """Count, median and p90 (calendar and business) of a figure per group, and over all of them."""
+        samples = self.figure(figure)
+        return {k: summarize(v) for k, v in group(samples, by, self.filters.tz).items()}, summarize(samples)
+
+    def reply_counts(self) -> dict[int | None, tuple[int, int]]:
+        """Per reply author: (tickets handled, replies)."""
+        return {k: (len({s.ticket_id for s in v}), len(v)) for k, v in group(self.replies(), "agent").items()}
+
 
 # -- aggregation -------------------------------------------------------------------------------------------------
 def nearest_rank(values: Sequence[int], percent: int) -> int | None:

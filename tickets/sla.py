@@ -2,8 +2,9 @@
 
 A policy (``inbox.sla_models.SlaPolicy``) sets targets per priority for first response, next response and
 resolution, optionally only for one inbox and/or tickets with one tag; the first active policy by position that
-matches a ticket (current inbox, priority and tags) applies. With ``business_hours`` the targets count in the
-inbox's business hours (``tickets.business_hours``), otherwise around the clock.
+matches a ticket (current inbox, priority and tags) applies. With ``business_hours`` the targets count in business
+hours (``tickets.business_hours``): of the policy's own calendar when it names one, else of the ticket's inbox;
+otherwise around the clock.
 
 Clocks follow the report definitions of ``tickets.metrics``: a first/next response clock runs over a wait (from
 the customer message to the reply; a solve stops it without a response), a resolution clock over a resolution
@@ -48,6 +49,7 @@ class Rule:
     business_hours: bool
     warn_before: int
     targets: dict[str, Targets]
+    calendar_id: int | None = None  # None: the inbox's calendar
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ class Policies:
         return None
 
     def calendar(self, rule: Rule, inbox_id: int) -> Calendar | None:
-        return self.calendars.for_inbox(inbox_id) if rule.business_hours else None
+        if not rule.business_hours:
+            return None
+        if rule.calendar_id is not None and rule.calendar_id in self.calendars.by_id:
+            return self.calendars.by_id[rule.calendar_id]
+        return self.calendars.for_inbox(inbox_id)
 
 
 def load_policies(session: Session, calendars: Calendars | None = None) -> Policies:
@@ -79,7 +85,9 @@ def load_policies(session: Session, calendars: Calendars | None = None) -> Polic
             t.priority: Targets(t.first_response_seconds, t.next_response_seconds, t.resolution_seconds)
             for t in p.targets
         }
-        rules.append(Rule(p.id, p.name, p.inbox_id, p.tag, p.business_hours, p.warn_before_seconds, targets))
+        rules.append(
+            Rule(p.id, p.name, p.inbox_id, p.tag, p.business_hours, p.warn_before_seconds, targets, p.calendar_id)
+        )
     return Policies(tuple(rules), calendars if calendars is not None else load_calendars(session))
 
 

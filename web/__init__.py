@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         api,
         auth,
         contact_views,
+        csat_views,
         db,
         errors,
         filters,
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         report_views,
         search,
         security,
+        sla_views,
         ticket_views,
         webhook_views,
         widget_views,
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     for bp in (inbox_views.bp, ticket_views.bp, message_views.bp, search.bp, contact_views.bp):
         app.register_blueprint(bp)
     app.register_blueprint(report_views.bp)  # team-lead reports and the live queue (issue 9)
+    app.register_blueprint(sla_views.bp)  # SLA policies, admins only (issue 9)
+    app.register_blueprint(csat_views.bp)  # the public rating page of the satisfaction survey (issue 9)
     onboarding_views.init_app(app)  # first-run wizard and the /settings pages (issue 10)
     from web import automation_views
 

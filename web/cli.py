@@ -68,6 +68,24 @@ def create_admin(email: str, password: str, name: str) -> None:
 
 
 @cli.group()
+def reports() -> None:
+    """Team-lead reports."""
+
+
+@reports.command("rebuild")
+def reports_rebuild() -> None:
+    """Recompute the report summary of every ticket (after upgrading to it, a bulk import or a restore)."""
+    from tickets import summary
+
+    storage = load_storage(migrate=True)
+    with storage.factory() as session:
+        rows = summary.rebuild_all(session)
+        session.commit()
+    click.echo(f"report summary rebuilt: {rows} rows")
+    storage.dispose()
+
+
+@cli.group()
 def token() -> None:
     """API tokens."""
 

@@ -56,3 +56,6 @@ def init_app(app: Flask, redis_url: str | None) -> None:
         manage_session=False,  # Flask's signed cookie session (and so Flask-Login) is what sockets see
     )
     events.add_publisher(_relay)
+    from web.presence import Presence
+
+    app.extensions["helpline_presence"] = Presence(redis_url)  # who is online, shared by every web process

@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 from inbox.db import utcnow
 from inbox.models import CHANNELS, OPEN_STATUSES, Inbox, Team, TeamMember, Ticket, User
 from tickets import sla
-from tickets.metrics import Filters, Report, Sample, group, group_key, open_load, summarize, time_buckets
+from tickets.csat import SATISFIED
+from tickets.metrics import Filters, Sample, Summary, group, group_key, open_load, time_buckets
+from tickets.summary import SummaryReport as Report
 from web.access import visible_inbox_ids
 from web.auth import me, role_required
 from web.db import get_session
@@ -138,7 +140,7 @@ def load_names(session: Session, inbox_ids: frozenset[int] | None) -> Names:
 
 
 # -- the tables -------------------------------------------------------------------------------------------------
-def _keys(q: Query, *groups: dict[Any, list[Any]]) -> list[Any]:
+def _keys(q: Query, *groups: dict[Any, Any]) -> list[Any]:
     if q.by in ("day", "week", "month"):
         return list(time_buckets(q.filters.start, q.filters.end, q.by, q.filters.tz))
     keys: dict[Any, None] = {}
@@ -152,44 +154,41 @@ def _drill(q: Query, figure: str, key: Any) -> dict[str, str]:
 
 
 def volume_table(report: Report, q: Query, names: Names) -> Table:
-    created, solved = group(report.created(), q.by, q.filters.tz), group(report.solved(), q.by, q.filters.tz)
+    created, solved = report.counts("created", q.by), report.counts("solved", q.by)
     t = Table("volume", "Volume", [q.by, "created", "solved"], ["text", "count", "count"])
     for key in _keys(q, created, solved):
-        t.rows.append([names.label(q.by, key), len(created.get(key, [])), len(solved.get(key, []))])
+        t.rows.append([names.label(q.by, key), created.get(key, 0), solved.get(key, 0)])
         t.drill.append(_drill(q, "created", key))
     return t
 
 
 def times_table(report: Report, q: Query, names: Names, figure: str, title: str) -> Table:
-    groups = group(report.figure(figure), q.by, q.filters.tz)
+    groups, everything = report.summaries(figure, q.by)
     t = Table(
         figure,
         f"{title} time",
         [q.by, "count", "median", "p90", "median (business)", "p90 (business)"],
         ["text", "count", "seconds", "seconds", "seconds", "seconds"],
     )
-    everything: list[Sample] = []
+    empty = Summary(0, None, None, None, None)
     for key in _keys(q, groups):
-        samples = groups.get(key, [])
-        everything.extend(samples)
-        s = summarize(samples)
+        s = groups.get(key, empty)
         t.rows.append([names.label(q.by, key), s.count, s.median, s.p90, s.median_business, s.p90_business])
         t.drill.append(_drill(q, figure, key))
-    s = summarize(everything)
+    s = everything
     t.rows.append(["all", s.count, s.median, s.p90, s.median_business, s.p90_business])
     t.drill.append(_drill(q, figure, "") | {"key": "*"})
     return t
 
 
 def sla_table(report: Report, q: Query, now: dt.datetime) -> Table:
-    samples = sla.compliance(report, now)
+    counts = report.compliance_counts(now)
     t = Table(
         "sla", "SLA compliance", ["target", "met", "breached", "compliance"], ["text", "count", "count", "percent"]
     )
     for figure, title in TIME_FIGURES:
-        mine = [s for s in samples if s.figure == f"sla_{figure}"]
-        met = sum(1 for s in mine if s.met)
-        t.rows.append([title, met, len(mine) - met, (met / len(mine)) if mine else None])
+        met, breached = counts.get(f"sla_{figure}", (0, 0))
+        t.rows.append([title, met, breached, (met / (met + breached)) if met + breached else None])
         t.drill.append(q.args | {"figure": f"sla_{figure}", "key": "*"})
     return t
 
@@ -209,8 +208,8 @@ def backlog_table(report: Report, q: Query, now: dt.datetime) -> tuple[Table, dt
 
 
 def agents_table(session: Session, report: Report, q: Query, names: Names) -> Table:
-    replies = group(report.replies(), "agent")
-    first = group(report.first_responses(), "agent")
+    replies = report.reply_counts()
+    first, _all = report.summaries("first_response", "agent")
     load = open_load(session, q.filters.inbox_ids)
     t = Table(
         "agents",
@@ -227,19 +226,42 @@ def agents_table(session: Session, report: Report, q: Query, names: Names) -> Ta
     )
     keys = [k for k in _keys_agents(replies, first, load) if q.filters.agent_id is None or k == q.filters.agent_id]
     for key in keys:
-        s = summarize(first.get(key, []))
-        handled = len({x.ticket_id for x in replies.get(key, [])})
-        t.rows.append(
-            [
-                names.label("agent", key),
-                handled,
-                len(replies.get(key, [])),
-                s.median,
-                s.median_business,
-                load.get(key, 0),
-            ]
-        )
+        s = first.get(key, Summary(0, None, None, None, None))
+        handled, count = replies.get(key, (0, 0))
+        t.rows.append([names.label("agent", key), handled, count, s.median, s.median_business, load.get(key, 0)])
         t.drill.append(q.args | {"figure": "replies", "key": str(key), "by": "agent"})
+    return t
+
+
+def csat_table(report: Report, q: Query, names: Names) -> Table:
+    """Responses, average score and the share satisfied (4 or 5) per group, from the ``csat`` samples."""
+    groups = group(report.csat(), q.by, q.filters.tz)
+    t = Table(
+        "csat",
+        "Customer satisfaction",
+        [q.by, "responses", "average score", "satisfied"],
+        ["text", "count", "score", "percent"],
+    )
+
+    def row(label: str, samples: list[Sample]) -> list[Any]:
+        scores = [s.seconds for s in samples]
+        if not scores:
+            return [label, 0, None, None]
+        return [
+            label,
+            len(scores),
+            round(sum(scores) / len(scores), 2),
+            sum(x >= SATISFIED for x in scores) / len(scores),
+        ]
+
+    everything: list[Sample] = []
+    for key in _keys(q, groups):
+        samples = groups.get(key, [])
+        everything.extend(samples)
+        t.rows.append(row(names.label(q.by, key), samples))
+        t.drill.append(_drill(q, "csat", key))
+    t.rows.append(row("all", everything))
+    t.drill.append(_drill(q, "csat", "") | {"key": "*"})
     return t
 
 
@@ -257,6 +279,7 @@ def build_tables(session: Session, q: Query, now: dt.datetime) -> tuple[dict[str
     tables["sla"] = sla_table(report, q, now)
     tables["backlog"], backlog_at = backlog_table(report, q, now)
     tables["agents"] = agents_table(session, report, q, names)
+    tables["csat"] = csat_table(report, q, names)
     return tables, backlog_at
 
 
@@ -305,6 +328,8 @@ def cell(kind: str, value: Any) -> str:
         return duration(int(value))
     if kind == "percent":
         return f"{value * 100:.1f} %"
+    if kind == "score":
+        return f"{value:.2f}"
     return str(value)
 
 
@@ -393,7 +418,7 @@ def drill_rows(session: Session, q: Query, figure: str, key: str) -> list[list[A
     now = utcnow()
     names = load_names(session, q.filters.inbox_ids)
     if figure.startswith("sla_"):
-        samples: Sequence[Any] = [s for s in sla.compliance(report, now) if s.figure == figure]
+        samples: Sequence[Any] = [s for s in report.compliance(now) if s.figure == figure]
     elif figure == "backlog":
         samples = report.backlog(min(q.filters.end, now))
         if key not in ("*", ""):
@@ -414,6 +439,8 @@ def drill_rows(session: Session, q: Query, figure: str, key: str) -> list[list[A
         if isinstance(s, sla.SlaSample):
             secs: Any = "met" if s.met else "breached"
             biz: Any = s.due_at.isoformat()
+        elif s.figure == "csat":
+            secs, biz = f"score {s.seconds}", ""
         else:
             secs, biz = s.seconds, s.business_seconds
         rows.append(
@@ -451,8 +478,19 @@ def drill() -> ResponseReturnValue:
 
 
 # -- the live queue ---------------------------------------------------------------------------------------------
-def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.datetime) -> dict[str, Any]:
-    """Right now: customers waiting, the oldest wait, SLA clocks at risk, each agent's open load."""
+def online_in_scope(session: Session, inbox_ids: frozenset[int] | None, online: dict[int, str]) -> dict[int, str]:
+    """The online users a lead may see: members of the teams that own the lead's inboxes (admins: everyone)."""
+    if inbox_ids is None:
+        return online
+    teams = select(Inbox.team_id).where(Inbox.id.in_(inbox_ids))
+    members = set(session.scalars(select(TeamMember.user_id).where(TeamMember.team_id.in_(teams))))
+    return {uid: name for uid, name in online.items() if uid in members}
+
+
+def queue_snapshot(
+    session: Session, inbox_ids: frozenset[int] | None, now: dt.datetime, online: dict[int, str] | None = None
+) -> dict[str, Any]:
+    """Right now: customers waiting, the oldest wait, SLA clocks at risk, agents online and each one's open load."""
     stmt = select(Ticket.id, Ticket.subject, Ticket.waiting_since, Ticket.assignee_id, Ticket.inbox_id).where(
         Ticket.status.in_(OPEN_STATUSES), Ticket.merged_into_id.is_(None)
     )
@@ -467,6 +505,7 @@ def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.d
     )
     names = load_names(session, inbox_ids)
     load = open_load(session, inbox_ids)
+    here = online_in_scope(session, inbox_ids, online or {})
     return {
         "now": now.isoformat(),
         "waiting": len(waiting),
@@ -491,8 +530,12 @@ def queue_snapshot(session: Session, inbox_ids: frozenset[int] | None, now: dt.d
             }
             for r, st in at_risk[:50]
         ],
+        "online": len(here),
         "agents": [
-            {"agent": names.label("agent", a), "open": n} for a, n in sorted(load.items(), key=lambda kv: -kv[1])
+            {"id": a, "agent": here.get(a) or names.label("agent", a), "online": a in here, "open": load.get(a, 0)}
+            for a in sorted(
+                set(load) | set(here), key=lambda a: (a not in here, -load.get(a, 0), names.label("agent", a))
+            )
         ],
     }
 
@@ -509,12 +552,19 @@ def _scope(session: Session) -> frozenset[int] | None:
 @bp.get("/queue")
 @role_required("lead", "admin")
 def queue() -> ResponseReturnValue:
-    session = get_session()
-    return render_template("reports/queue.html", snap=queue_snapshot(session, _scope(session), utcnow()))
+    session, scope = get_session(), _scope(get_session())
+    rooms = sorted(scope if scope is not None else session.scalars(select(Inbox.id)))
+    return render_template("reports/queue.html", snap=queue_snapshot(session, scope, utcnow(), _online()), rooms=rooms)
 
 
 @bp.get("/queue.json")
 @role_required("lead", "admin")
 def queue_json() -> ResponseReturnValue:
     session = get_session()
-    return queue_snapshot(session, _scope(session), utcnow())
+    return queue_snapshot(session, _scope(session), utcnow(), _online())
+
+
+def _online() -> dict[int, str]:
+    from web.socket_events import presence
+
+    return presence().users()

@@ -18,14 +18,21 @@ from flask_socketio import disconnect, emit, join_room, leave_room, rooms
 from inbox.models import Ticket
 from web import access
 from web.db import get_session
+from web.presence import Online, Presence
 from web.realtime import same_origin, socketio
 
 ROOM = re.compile(r"^(inbox|ticket|agent):([0-9]{1,12})$")
 EVENTS = ("connect", "join", "leave", "typing", "disconnect")  # the authorisation matrix walks this list
 
 _viewers: dict[str, dict[str, tuple[int, str]]] = {}  # room -> sid -> (user id, name); this process's sockets
-_online: dict[str, tuple[int, str, tuple[int, ...]]] = {}  # sid -> (user id, name, team ids)
 _lock = threading.Lock()
+ALL_PRESENCE = "presence:all"  # admins' room: any change of who is online (the live queue refreshes on it)
+
+
+def presence() -> Presence:
+    """Who is online, across web processes (``web.presence``; created by ``web.realtime.init_app``)."""
+    found: Presence = current_app.extensions["helpline_presence"]
+    return found
 
 
 def registered() -> tuple[str, ...]:
@@ -77,24 +84,25 @@ def on_connect(_auth: Any = None) -> bool:
     teams = tuple(t.id for t in current_user.row.teams)
     for team_id in teams:
         join_room(f"team:{team_id}")
-    with _lock:
-        _online[request.sid] = (current_user.id, current_user.name, teams)
-    for team_id in teams:
-        _announce_team(team_id)
+    if current_user.row.role == "admin":
+        join_room(ALL_PRESENCE)
+    presence().add(request.sid, Online(current_user.id, current_user.name, teams))
+    _announce(teams)
     return True
 
 
 def online_user_ids(team_id: int | None) -> set[int]:
-    """Users with the agent UI open in this process: of ``team_id``, or anyone when it is None."""
-    with _lock:
-        return {uid for uid, _name, teams in _online.values() if team_id is None or team_id in teams}
+    """Users with the agent UI open in any web process (presence is shared through Redis): of ``team_id``, or
+    anyone when it is None."""
+    return set(presence().users(team_id))
 
 
-def _announce_team(team_id: int) -> None:
-    with _lock:
-        people = {uid: name for uid, name, teams in _online.values() if team_id in teams}
-    users = [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
-    emit("presence.online", {"team_id": team_id, "users": users}, to=f"team:{team_id}")
+def _announce(teams: tuple[int, ...]) -> None:
+    for team_id in teams:
+        people = presence().users(team_id)
+        users = [{"id": uid, "name": name} for uid, name in sorted(people.items(), key=lambda p: p[1])]
+        emit("presence.online", {"team_id": team_id, "users": users}, to=f"team:{team_id}")
+    emit("presence.changed", {}, to=ALL_PRESENCE)
 
 
 @socketio.on("join")
@@ -162,18 +170,16 @@ def _forget(room: str, sid: str) -> None:
 def on_disconnect(*_args: Any) -> None:
     with _lock:
         mine = [room for room, people in _viewers.items() if request.sid in people]
-        _uid, _name, teams = _online.pop(request.sid, (0, "", ()))
+    gone = presence().remove(request.sid)
     for room in mine:
         _forget(room, request.sid)
-    for team_id in teams:
-        _announce_team(team_id)
+    _announce(gone.teams if gone else ())
 
 
 def end_sockets(user_id: int) -> int:
     """Disconnect every socket of ``user_id`` on this process (one web process serves sockets: sticky sessions).
     Called when a user is deactivated, so they stop hearing live events at once."""
-    with _lock:
-        sids = [sid for sid, (uid, _name, _teams) in _online.items() if uid == user_id]
+    sids = presence().local_sids(user_id)
     for sid in sids:
         socketio.server.disconnect(sid, namespace="/")
     return len(sids)

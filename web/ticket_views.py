@@ -15,7 +15,7 @@ from inbox.errors import InvalidChange
 from inbox.identities import live_contact
 from inbox.ingest import InboundAttachment, store_attachments
 from inbox.models import PRIORITIES, STATUSES, Message, Team, Ticket, User
-from tickets import lifecycle
+from tickets import csat, lifecycle
 from web import access, canned, jobs, widget_offline
 from web.auth import me
 from web.db import get_session
@@ -85,6 +85,7 @@ def _context(ticket: Ticket) -> dict[str, object]:
         "agents": assignable_users(session, me(), {ticket.inbox_id}),
         "teams": list(session.scalars(select(Team).order_by(Team.name))) if me().role != "agent" else [],
         "statuses": STATUSES,
+        "csat": csat.latest(session, ticket.id),  # the customer's rating of the latest rated solve (issue 9)
         "priorities": PRIORITIES,
         "snooze_hours": SNOOZE_HOURS,
         "reply_identity_id": _last_inbound_identity(session, ticket),

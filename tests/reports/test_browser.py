@@ -114,3 +114,73 @@ def test_agent_cannot_open_reports(browser: Browser, site: Site) -> None:
     response = page.goto(f"{site.live.url}/reports/export/volume.csv?{PERIOD}")
     assert response is not None and response.status == 403
     page.context.close()
+
+
+def test_admin_adds_edits_and_deletes_an_sla_policy(browser: Browser, site: Site) -> None:
+    page = signed_in(browser, site, site.world.admin)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{site.live.url}/settings/sla/")
+    assert page.locator("#policy-1").count() == 1  # the world's "Standard"
+    page.click("text=Add a policy")
+    page.fill("input[name=name]", "Urgent mail")
+    page.fill("input[name=position]", "0")
+    page.select_option("select[name=inbox_id]", str(site.world.inbox2))
+    page.check("input[name=business_hours]")
+    page.select_option("select[name=calendar_id]", label="Berlin office (Europe/Berlin)")
+    page.fill("input[name=urgent_first_response]", "30")
+    page.fill("input[name=urgent_resolution]", "240")
+    page.click("button:has-text('Add policy')")
+    page.wait_for_url(f"{site.live.url}/settings/sla/")
+    row = page.locator("tr", has_text="Urgent mail")
+    assert "business hours (Berlin office)" in row.inner_text() and "30 min" in row.inner_text()
+    row.locator("a", has_text="Urgent mail").click()
+    page.fill("input[name=name]", "standard")
+    page.fill("input[name=urgent_first_response]", "45")
+    page.click("button:has-text('Save')")
+    assert page.locator("#form-error").inner_text() == "A policy named 'standard' exists already."
+    assert page.input_value("input[name=urgent_first_response]") == "45"  # the form comes back as typed
+    page.fill("input[name=name]", "Urgent mail")
+    page.click("button:has-text('Save')")
+    page.wait_for_url(f"{site.live.url}/settings/sla/")
+    assert "45 min" in page.locator("tr", has_text="Urgent mail").inner_text()
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator("tr", has_text="Urgent mail").locator("button:has-text('Delete')").click()
+    page.wait_for_selector("text=Policy Urgent mail deleted.")
+    assert page.locator("tr", has_text="Urgent mail").count() == 0
+    assert errors == []
+    page.context.close()
+
+
+def test_live_queue_shows_agents_coming_and_going(browser: Browser, site: Site) -> None:
+    lead = signed_in(browser, site, site.world.lead)
+    lead.goto(f"{site.live.url}/reports/queue")
+    alice_row = lead.locator("#q-agents tr", has_text="Alice")
+    assert "offline" in alice_row.inner_text()
+    wait_js(lead, "window.helplineSocket && window.helplineSocket.connected", timeout=30)
+    wait_js(lead, "document.querySelector('#q-online').textContent === '1'", timeout=30)  # the lead herself
+    alice = signed_in(browser, site, site.world.a)  # her inbox page opens her socket: she is online
+    wait_js(lead, "document.querySelector('#q-online').textContent === '2'", timeout=30)
+    assert "online" in lead.locator("#q-agents tr", has_text="Alice").inner_text()
+    alice.context.close()
+    wait_js(lead, "document.querySelector('#q-online').textContent === '1'", timeout=30)
+    assert "offline" in lead.locator("#q-agents tr", has_text="Alice").inner_text()
+    lead.context.close()
+
+
+def test_customer_rates_a_solved_ticket(browser: Browser, site: Site) -> None:
+    from tests.reports.world import Z
+    from tickets import csat
+
+    token = csat.make_token("reports-test", site.world.t2, Z("2026-10-23 08:00"))
+    page = browser.new_context().new_page()
+    page.goto(f"{site.live.url}/rate/{token}?score=5")
+    assert page.locator("input[name=score][value='5']").is_checked()
+    page.click("label.score:has-text('4')")
+    page.fill("textarea[name=comment]", "Helpful, if slow")
+    page.click("button:has-text('Send rating')")
+    assert (
+        "You rated request" in page.locator("#thanks").inner_text()
+        and "4 out of 5" in page.locator("#thanks").inner_text()
+    )
+    page.context.close()

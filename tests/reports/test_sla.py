@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inbox.models import Ticket, TicketEvent
+from inbox.sla_models import BusinessCalendar, SlaPolicy
 from tests.reports.world import END, START, World, Z, build
 from tickets.metrics import Filters, Report
 from tickets.sla import clocks_for, compliance, sla_status, sweep_sla
@@ -137,3 +138,20 @@ def test_a_breach_counts_in_a_period_without_activity(session: Session, world: W
     assert [(s.ticket_id, s.figure, s.met) for s in compliance(wednesday, now=END)] == [
         (world.t4, "sla_resolution", False)
     ]
+
+
+def test_a_policy_may_count_in_a_calendar_of_its_own(session: Session, world: World) -> None:
+    """The policy picks a 24/7 calendar: t4's first response (Mon 26 10:00, the inbox's holiday) is due 4 h later,
+    although the inbox's own calendar keeps counting its business time in reports."""
+    always = BusinessCalendar(
+        name="Always", timezone="UTC", hours={d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
+    )
+    session.add(always)
+    session.flush()
+    policy = session.scalars(select(SlaPolicy)).one()
+    policy.calendar_id = always.id
+    session.commit()
+    clocks = clocks_for(session, [world.t4])[world.t4]
+    assert [(c.metric, c.due_at) for c in clocks][0] == ("first_response", Z("2026-10-26 14:00"))
+    r = Report(session, Filters(START, END))
+    assert [s.business_seconds for s in r.backlog() if s.ticket_id == world.t4] == [32 * 3600]

@@ -16,6 +16,7 @@ from inbox.runtime import Storage
 from tests.reports.world import World, build
 from tests.web.conftest import login
 from web import create_app
+from web.realtime import socketio
 
 PERIOD = "start=2026-10-19&end=2026-11-01&tz=Europe/Berlin"
 
@@ -139,8 +140,42 @@ def test_live_queue(app: Flask, world: World) -> None:
     assert [(r["ticket_id"], r["metric"], r["state"]) for r in snap["at_risk"]] == [
         (world.t4, "first_response", "overdue")
     ]
-    assert snap["agents"] == [{"agent": "Alice", "open": 1}]  # Carol's ticket is in team 2's inbox
-    assert lead.get("/reports/queue").status_code == 200
+    # Carol's ticket is in team 2's inbox; nobody is online yet.
+    assert snap["agents"] == [{"id": world.a, "agent": "Alice", "online": False, "open": 1}] and snap["online"] == 0
+    page = lead.get("/reports/queue").get_data(as_text=True)
+    assert f'data-rooms="inbox:{world.inbox1} "' in page and 'id="q-online">0<' in page
+
+
+def test_live_queue_shows_who_is_online(app: Flask, world: World) -> None:
+    """Agents' sockets make them online (web.presence); the lead sees their teams' people, the admin everyone."""
+    lead, admin = client_for(app, world.lead), client_for(app, world.admin)
+    admin_sock = socketio.test_client(app, flask_test_client=admin)
+    socks = {
+        who: socketio.test_client(app, flask_test_client=client_for(app, who)) for who in (world.a, world.b, world.c)
+    }
+    assert all(s.is_connected() for s in socks.values())
+    snap = lead.get("/reports/queue.json").get_json()
+    assert snap["online"] == 2
+    assert snap["agents"] == [
+        {"id": world.a, "agent": "Alice", "online": True, "open": 1},
+        {"id": world.b, "agent": "Bob", "online": True, "open": 0},
+    ]  # Carol (team 2 only) is not the lead's to see
+    everyone = admin.get("/reports/queue.json").get_json()
+    assert [(a["agent"], a["online"], a["open"]) for a in everyone["agents"]] == [
+        ("Alice", True, 1),
+        ("Carol", True, 1),
+        ("Ada Admin", True, 0),
+        ("Bob", True, 0),
+    ]
+    admin_sock.get_received()
+    socks[world.a].disconnect()
+    # The admin's page hears at once that someone went (and refreshes its snapshot).
+    assert "presence.changed" in [m["name"] for m in admin_sock.get_received()]
+    snap = lead.get("/reports/queue.json").get_json()
+    assert [(a["agent"], a["online"], a["open"]) for a in snap["agents"]] == [("Bob", True, 0), ("Alice", False, 1)]
+    for s in (admin_sock, socks[world.b], socks[world.c]):
+        s.disconnect()
+    assert lead.get("/reports/queue.json").get_json()["online"] == 0
 
 
 def test_bad_parameters_are_400(app: Flask, world: World) -> None:

@@ -23,7 +23,7 @@ from web.realtime import socketio
 
 PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step only with a pending sign-in)
 # Blueprints signed-in agents use: the matrix covers every route of these.
-ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars"}
+ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars", "sla_settings"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
 # Settings pages for everyone: their own profile, canned responses (shared ones and their own personal ones).
 AGENT_BLUEPRINTS |= {"profile", "canned"}
@@ -40,6 +40,8 @@ OTHER_BLUEPRINTS |= {"onboarding", "channel_settings", "contact_import", "audit"
 OTHER_BLUEPRINTS |= {"automation"}  # rules and webhooks (admin-only): tests/automation/test_views.py
 # signup: the public page of an invitation link (tests/settings/test_people.py).
 OTHER_BLUEPRINTS |= {"signup"}
+# The customers' rating page: a signed, expiring token is its credential (tests/reports/test_csat.py).
+OTHER_BLUEPRINTS |= {"csat"}
 # Form data that would change something if a check were missing.
 FORMS = {
     "tickets.reply": {"text": "leak"},
@@ -110,6 +112,7 @@ def url_for_rule(rule: Rule, world: World) -> str:
         "calendar_id": 1,
         "holiday_id": 1,
         "canned_id": 1,
+        "policy_id": 1,  # SLA policy pages are admin-only: the others get 403 before any lookup
     }
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: add an id for {missing} to the matrix"

@@ -69,16 +69,35 @@
         text(el("q-oldest"), snap.oldest_waiting ? snap.oldest_waiting.label : "–");
         text(el("q-oldest-ticket"), snap.oldest_waiting ? "#" + snap.oldest_waiting.ticket_id + " " + snap.oldest_waiting.subject : "");
         text(el("q-risk-count"), snap.at_risk.length);
+        text(el("q-online"), snap.online);
         var risk = el("q-risk"), agents = el("q-agents");
         risk.replaceChildren.apply(risk, snap.at_risk.map(function (r) {
           return row([{ href: r.url, text: "#" + r.ticket_id + " " + r.subject }, r.metric.replace("_", " "),
                       { badge: r.state === "overdue" ? "sla-breach" : "sla-warn", text: r.label }]);
         }));
-        agents.replaceChildren.apply(agents, snap.agents.map(function (a) { return row([a.agent, a.open]); }));
+        agents.replaceChildren.apply(agents, snap.agents.map(function (a) {
+          return row([a.agent, a.online ? "online" : "offline", a.open]);
+        }));
       })
       .catch(function () { /* the next tick tries again */ });
   }
 
   drawCharts();
-  if (el("queue")) { window.setInterval(refreshQueue, 15000); }
+  if (el("queue")) {
+    window.setInterval(refreshQueue, 15000);
+    // Live: any ticket event of the page's inboxes or any change of who is online refreshes at once (once per
+    // burst), over the socket app.js opened.
+    var pending = null;
+    var soon = function () {
+      if (pending) { return; }
+      pending = window.setTimeout(function () { pending = null; refreshQueue(); }, 300);
+    };
+    document.addEventListener("DOMContentLoaded", function () {  // app.js, which opens the socket, runs later
+      if (window.helplineSocket) {
+        window.helplineSocket.onAny(function (name) {
+          if (/^(ticket|message|presence)\./.test(name)) { soon(); }
+        });
+      }
+    });
+  }
 })();
