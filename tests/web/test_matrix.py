@@ -23,7 +23,8 @@ from web.realtime import socketio
 
 PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step only with a pending sign-in)
 # Blueprints signed-in agents use: the matrix covers every route of these.
-ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars", "sla_settings"}
+ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars"}
+ADMIN_ONLY |= {"sla_settings"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
 # Settings pages for everyone: their own profile, canned responses (shared ones and their own personal ones).
 AGENT_BLUEPRINTS |= {"profile", "canned"}
