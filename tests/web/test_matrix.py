@@ -23,7 +23,7 @@ from web.realtime import socketio
 
 PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step only with a pending sign-in)
 # Blueprints signed-in agents use: the matrix covers every route of these.
-ADMIN_ONLY = {"admin", "audit", "channel_settings", "contact_import"}
+ADMIN_ONLY = {"admin", "audit", "channel_settings", "contact_import", "channel_health", "quarantine"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
 # Blueprints only some roles may use at all; everyone else gets 403 on every route of them.
 ROLE_GATES = {"reports": {"lead", "admin"}} | {name: {"admin"} for name in ADMIN_ONLY}
@@ -84,6 +84,8 @@ def url_for_rule(rule: Rule, world: World) -> str:
         "inbox_id": world.inbox_a,
         "sha": "0" * 64,
         "index": 0,
+        "job_id": "poll-1-0",
+        "quarantine_id": world.message_a,  # admin-only routes: any id; agents get 403 first
     }
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: add an id for {missing} to the matrix"

@@ -74,6 +74,7 @@
   var socket = null;
   if (userId && window.io) {
     socket = window.io({ transports: ["websocket", "polling"] });
+    window.helplineSocket = socket;  // health.js (the failing-channel banner) listens on it too
     var status = $("#live-status");
     var rooms = (body.dataset.rooms || "").split(/\s+/).filter(Boolean);
     socket.on("connect", function () {
