@@ -101,9 +101,9 @@ def raw(quarantine_id: int) -> ResponseReturnValue:
 @bp.post("/<int:quarantine_id>/reprocess")
 @role_required("admin")
 def reprocess(quarantine_id: int) -> ResponseReturnValue:
-    """Import it again through ``reprocess_quarantine`` (what ``helpline inbox reprocess`` runs), for this row only."""
+    """Import it again through ``reprocess_in`` (what ``helpline inbox reprocess`` runs), for this row only."""
     from connectors.errors import ChannelError
-    from workers.mail_sync import reprocess_quarantine
+    from workers.mail_sync import reprocess_in
 
     session = get_session()
     q = get_or_404(session, Quarantine, quarantine_id)
@@ -111,9 +111,8 @@ def reprocess(quarantine_id: int) -> ResponseReturnValue:
     if q.resolved_at is not None:
         flash("That message was already imported or discarded.", "info")
         return redirect(url_for(".index"))
-    session.rollback()  # the re-process commits in its own session; ours must not hold SQLite's write lock
     try:
-        done, _left = reprocess_quarantine(get_storage(), inbox_id, ids=[quarantine_id])
+        done, _left = reprocess_in(session, inbox_id, ids=[quarantine_id])
     except ChannelError as exc:
         flash(f"Cannot re-process it: {exc.reason}", "error")
         return redirect(url_for(".index"))

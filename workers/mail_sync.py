@@ -473,26 +473,30 @@ class _Watcher:
 
 
 def reprocess_quarantine(storage: Storage, inbox_id: int, ids: Collection[int] | None = None) -> tuple[int, int]:
-    """Import the inbox's unresolved quarantined mail again (only rows ``ids`` if given: the admin page retries one);
-    returns (now imported, still quarantined)."""
-    done = left = 0
+    """Import the inbox's unresolved quarantined mail again; returns (now imported, still quarantined)."""
     with storage.factory() as session:
-        inbox = session.get(Inbox, inbox_id)
-        if inbox is None:
-            raise PermanentError(f"inbox {inbox_id} does not exist")
-        if inbox.channel != "email":
-            raise PermanentError(f"inbox {inbox.name!r} is not an email inbox; only quarantined mail is re-processed")
-        stmt = select(Quarantine).where(Quarantine.inbox_id == inbox_id, Quarantine.resolved_at.is_(None))
-        if ids is not None:
-            stmt = stmt.where(Quarantine.id.in_(list(ids)))
-        rows = list(session.scalars(stmt.order_by(Quarantine.id)))
-        for row in rows:
-            if _retry_one(session, inbox, row):
-                row.resolved_at = utcnow()
-                done += 1
-            else:
-                left += 1
-            session.commit()
+        return reprocess_in(session, inbox_id, ids)
+
+
+def reprocess_in(session: Session, inbox_id: int, ids: Collection[int] | None = None) -> tuple[int, int]:
+    """``reprocess_quarantine`` in the caller's session (the admin page's, which retries one row: ``ids``).
+    Commits after each row, so one that imports stays imported whatever the next one does."""
+    done = left = 0
+    inbox = session.get(Inbox, inbox_id)
+    if inbox is None:
+        raise PermanentError(f"inbox {inbox_id} does not exist")
+    if inbox.channel != "email":
+        raise PermanentError(f"inbox {inbox.name!r} is not an email inbox; only quarantined mail is re-processed")
+    stmt = select(Quarantine).where(Quarantine.inbox_id == inbox_id, Quarantine.resolved_at.is_(None))
+    if ids is not None:
+        stmt = stmt.where(Quarantine.id.in_(list(ids)))
+    for row in list(session.scalars(stmt.order_by(Quarantine.id))):
+        if _retry_one(session, inbox, row):
+            row.resolved_at = utcnow()
+            done += 1
+        else:
+            left += 1
+        session.commit()
     return done, left
 
 
