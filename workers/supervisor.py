@@ -1,8 +1,8 @@
 """``helpline run``: web, worker, scheduler and mail watcher as child processes of one command.
 
 A child that dies is restarted after a backoff that grows while it keeps dying (1 s up to 30 s) and resets once it
-has run for a minute. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops them all: SIGTERM first (an RQ worker finishes its
-current job), then SIGKILL to the child's whole process group after ``grace`` seconds.
+has run for a minute. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops them all: SIGTERM first (an RQ
+worker finishes its current job), then SIGKILL to the child's whole process group after ``grace`` seconds.
 """
 
 from __future__ import annotations
