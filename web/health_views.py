@@ -25,7 +25,7 @@ from sqlalchemy import func, or_, select
 from inbox import workspace
 from inbox.config import Settings
 from inbox.models import Inbox, Message, Quarantine
-from web import access
+from web import access, jobs
 from web.auth import me, role_required
 from web.db import get_or_404, get_session
 from workers.health import alert_state, health_room
@@ -160,7 +160,7 @@ def retry_job(job_id: str) -> ResponseReturnValue:
 @bp.post("/replies/<int:message_id>/retry")
 @role_required("admin")
 def retry_reply(message_id: int) -> ResponseReturnValue:
-    """A failed reply goes back to ``queued`` with fresh attempts; the enqueuer hands it to a worker on commit."""
+    """A failed reply goes back to ``queued`` with fresh attempts and is handed to a worker."""
     from workers.outbound import requeue
 
     session = get_session()
@@ -171,6 +171,7 @@ def retry_reply(message_id: int) -> ResponseReturnValue:
     requeue(session, msg)
     _audit("message.retried", f"message:{msg.id}", ticket_id=msg.ticket_id)
     session.commit()
+    jobs.enqueue_delivery(msg.id)  # after the commit, as a new reply is; if Redis is down the sweeper does it
     flash(f"Reply on ticket #{msg.ticket_id} queued again.", "success")
     return redirect(url_for(".index"))
 
