@@ -95,7 +95,8 @@ def failed_jobs(redis: Redis, limit: int = FAILED_SHOWN) -> list[dict[str, Any]]
         for job_id, job in zip(ids, Job.fetch_many(ids, connection=redis), strict=True):
             if job is None:
                 continue  # expired between the two calls
-            trace = (job.exc_info or "").strip().splitlines()
+            result = job.latest_result()
+            trace = ((result.exc_string if result is not None else None) or "").strip().splitlines()
             found.append({"id": job_id, "queue": name, "description": job.description or job.func_name,
                           "ended_at": job.ended_at, "error": trace[-1][:300] if trace else ""})
     found.sort(key=lambda j: j["ended_at"] or dt.datetime.min, reverse=True)
