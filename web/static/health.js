@@ -7,8 +7,11 @@
   var banner = document.getElementById("health-banner");
   var inboxes = {};  // id -> last known health, with the time we learnt it
 
-  function minutesFailing(h) {
-    return Math.floor((h.failing_for + (Date.now() - h.seen) / 1000) / 60);
+  function failingFor(h) {
+    var s = Math.floor(h.failing_for + (Date.now() - h.seen) / 1000);
+    if (s < 60) { return s + " s"; }
+    if (s < 3600) { return Math.floor(s / 60) + " min"; }
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
   }
 
   function renderBanner() {
@@ -22,7 +25,7 @@
       var item = document.createElement("span");
       item.dataset.inbox = h.id;
       var what = h.credential_state === "needs_reauth" ? " needs new credentials"
-        : " has not synced for " + minutesFailing(h) + " min";
+        : " has not synced for " + failingFor(h);
       item.textContent = h.name + " (" + h.channel + ")" + what + (h.last_error ? ": " + h.last_error : "");
       list.appendChild(item);
       if (i < flagged.length - 1) { list.appendChild(document.createTextNode("; ")); }
