@@ -103,7 +103,7 @@ def on_join(data: Any) -> dict[str, Any]:
         return {"ok": False, "error": "not found"}  # same answer for "missing" and "not yours"
     try:
         join_room(room)
-    except ValueError:
+    except (ValueError, KeyError):  # python-socketio raises either, by version
         return {"ok": False, "error": "disconnected"}  # the page went away while this join was in flight
     if room.startswith("ticket:"):
         with _lock:
