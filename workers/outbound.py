@@ -34,7 +34,7 @@ from inbox.ingest import message_payload
 from inbox.models import Attachment, Identity, Inbox, Message, MessageRef, Ticket
 from inbox.runtime import Storage
 from workers import enqueue, runtime
-from workers.health import record_health
+from workers.health import health_payload, record_health  # noqa: F401 — health_payload: its old home
 
 log = logging.getLogger(__name__)
 
