@@ -21,6 +21,7 @@ from flask_login import current_user
 from flask_socketio import join_room
 from redis import Redis
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from inbox import workspace
 from inbox.config import Settings
@@ -186,6 +187,15 @@ def failing_inboxes() -> list[dict[str, Any]]:
     """
     if not current_user.is_authenticated:
         return []
+    try:
+        return _failing_inboxes()
+    except SQLAlchemyError:  # the page may be the error page of a database outage: it must still render
+        log.warning("could not read channel health for the banner", exc_info=True)
+        get_session().rollback()
+        return []
+
+
+def _failing_inboxes() -> list[dict[str, Any]]:
     session = get_session()
     stmt = select(Inbox).where(
         Inbox.paused.is_(False), or_(Inbox.last_error_at.is_not(None), Inbox.credential_state != "ok")
