@@ -3,7 +3,9 @@ source as a safe download, re-processed through ``helpline inbox reprocess``'s c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -18,6 +20,7 @@ from tests.email.test_imap_sync import _dsn
 from tests.factories import make_user
 from tests.mail_services import Dovecot
 from tests.web.conftest import login
+from tests.web.live import CHROMIUM, CHROMIUM_ARGS, serve
 from web import create_app
 from workers.mail_sync import sync_email_inbox
 
@@ -132,3 +135,48 @@ def test_quarantine_needs_an_admin_and_a_csrf_token(
     assert admin.post(f"/settings/quarantine/{q.id}/discard", data={}).status_code == 400  # no CSRF token
     session.expire_all()
     assert session.get(Quarantine, q.id).resolved_at is None  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/deps.py)")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_admin_downloads_reprocesses_and_discards_in_the_browser(
+    app: Flask, storage: Storage, session: Session, dovecot: Dovecot, imap_user: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    inbox = email_inbox(session, dovecot, imap_user, storage.settings.secret_key)
+    dovecot.deliver(imap_user, _dsn(NEVER_SENT, "5.1.1"), _dsn(OTHER, "5.1.1").replace(b"dsn-5.1.1", b"dsn-other"))
+    assert sync_email_inbox(storage, inbox.id).quarantined == 2
+    first, second = session.scalars(select(Quarantine.id).order_by(Quarantine.id)).all()
+    admin = make_user(session, role="admin")
+    email = admin.email
+    session.commit()
+    with serve(app) as live, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(live.url + "/login")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(live.url + "/")
+        page.click("text=Settings")
+        page.click("nav.settings-nav >> text=Quarantine")
+        row = page.locator(f"#quarantine-{first}")
+        expect(row).to_contain_text("MAILER-DAEMON@mx.example.com")
+        expect(row).to_contain_text("bounce for no message sent from this inbox")
+        with page.expect_download() as download:
+            row.locator("text=Download raw").click()
+        saved = tmp_path / "raw.eml"
+        download.value.save_as(saved)
+        assert saved.read_bytes().startswith(b"From: MAILER-DAEMON") and download.value.suggested_filename.endswith(
+            ".eml")
+        row.locator("button", has_text="Re-process").click()
+        expect(page.locator(".flash")).to_contain_text("still cannot be imported")
+        page.on("dialog", lambda dialog: dialog.accept())  # "Discard this message for good?"
+        page.locator(f"#quarantine-{second} button", has_text="Discard").click()
+        expect(page.locator(".flash")).to_contain_text("Discarded")
+        expect(page.locator(f"#quarantine-{second}")).to_have_count(0)
+        expect(page.locator(f"#quarantine-{first}")).to_have_count(1)
+        if os.environ.get("HELPLINE_ARTIFACTS"):
+            page.screenshot(path=str(Path(os.environ["HELPLINE_ARTIFACTS"]) / "quarantine-page.png"), full_page=True)
+        browser.close()
