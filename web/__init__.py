@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         errors,
         filters,
         health,
+        health_views,
         inbox_views,
         instagram_webhook,
         jobs,
@@ -82,4 +83,5 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
     app.register_blueprint(automation_views.bp)  # automation rules and outgoing webhooks (admins)
     realtime.init_app(app, app.config["HELPLINE_REDIS_URL"])
     widget_views.init_app(app)  # the public chat widget: routes, its CSRF exemption, the /widget namespace
+    health_views.init_app(app)  # /settings/health, /settings/quarantine and the failing-channel banner (issues 3, 4)
     return app

@@ -193,11 +193,14 @@ def inbox_sync(name: str) -> None:
 @click.argument("name")
 def inbox_reprocess(name: str) -> None:
     """Try the inbox's quarantined messages again (after a fix); those that now import are marked resolved."""
+    from connectors.errors import ChannelError
     from workers.mail_sync import reprocess_quarantine
 
     storage = _storage()
     try:
         done, left = reprocess_quarantine(storage, _find_inbox(storage, name))
+    except ChannelError as exc:
+        raise click.ClickException(exc.reason) from exc
     finally:
         storage.dispose()
     click.echo(f"{name}: {done} imported, {left} still quarantined")

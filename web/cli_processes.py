@@ -37,6 +37,10 @@ def _runtime_from_env() -> Settings:
     return settings
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Where the web process listens.")
 @click.option("--port", default=5000, show_default=True, type=int)
@@ -54,19 +58,23 @@ def run_command(host: str, port: int, only: str) -> None:
     from workers.supervisor import Supervisor, process_argv
 
     _setup_logging()
+    # Until the supervisor takes over the signals, SIGTERM and SIGHUP interrupt like Ctrl-C does, so that the
+    # ``finally`` below still stops an embedded Redis started a moment before (their default would skip it).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     settings = Settings.from_env().with_secret()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.sqlalchemy_url)  # once here, so children don't race to migrate
     started_redis = not settings.redis_url and embedded_redis.running_url(settings) is None
-    redis_url = embedded_redis.ensure_redis(settings)
-    env = dict(
-        os.environ, REDIS_URL=redis_url, HELPLINE_DATA_DIR=str(settings.data_dir), SECRET_KEY=settings.secret_key
-    )
-    extra = {"web": ["--host", host, "--port", str(port)]}
-    names = [n.strip() for n in only.split(",") if n.strip()]
-    specs = {name: process_argv(name, *extra.get(name, [])) for name in names}
-    click.echo(f"helpline: starting {', '.join(names)} (Redis {redis_url}); Ctrl-C stops")
     try:
+        redis_url = embedded_redis.ensure_redis(settings)  # inside the try: an interrupt while it starts stops it
+        env = dict(
+            os.environ, REDIS_URL=redis_url, HELPLINE_DATA_DIR=str(settings.data_dir), SECRET_KEY=settings.secret_key
+        )
+        extra = {"web": ["--host", host, "--port", str(port)]}
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        specs = {name: process_argv(name, *extra.get(name, [])) for name in names}
+        click.echo(f"helpline: starting {', '.join(names)} (Redis {redis_url}); Ctrl-C stops")
         Supervisor(specs, env).run()
     finally:
         if started_redis:

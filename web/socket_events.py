@@ -80,6 +80,9 @@ def on_connect(_auth: Any = None) -> bool:
     if not current_user.is_authenticated:
         return False  # refused: the client sees connect_error
     join_room(f"agent:{current_user.id}")
+    from web.health_views import join_health_rooms  # the failing-channel banner hears its inboxes' health
+
+    join_health_rooms()
     # Presence is shared with teammates only, through team rooms the server joins (clients cannot ask for them).
     teams = tuple(t.id for t in current_user.row.teams)
     for team_id in teams:

@@ -12,12 +12,11 @@ import logging
 from typing import Any
 
 from connectors.errors import ChannelAuthError, ChannelError
-from inbox import events
 from inbox.db import utcnow
 from inbox.models import Inbox
 from inbox.runtime import Storage
 from workers import runtime
-from workers.outbound import health_payload
+from workers.health import is_failing, record_health
 from workers.sync import sync_inbox
 
 log = logging.getLogger(__name__)
@@ -72,15 +71,6 @@ def sync_and_record(storage: Storage, inbox_id: int) -> str:
     return f"ok {result}" if result is not None else "ok"
 
 
-def is_failing(inbox: Inbox) -> bool:
-    """True if the inbox's latest sync attempt failed (or its credentials were rejected)."""
-    if inbox.credential_state == "needs_reauth":
-        return True
-    if inbox.last_error_at is None:
-        return False
-    return inbox.last_sync_at is None or inbox.last_error_at > inbox.last_sync_at
-
-
 def _record(storage: Storage, inbox_id: int, *, error: str | None, reauth: bool = False) -> None:
     now = utcnow()
     with storage.factory() as session, session.begin():
@@ -99,6 +89,6 @@ def _record(storage: Storage, inbox_id: int, *, error: str | None, reauth: bool 
             if reauth:
                 inbox.credential_state = "needs_reauth"
         if (is_failing(inbox), inbox.last_error, inbox.credential_state) != before:
-            events.record(session, events.INBOX_HEALTH, f"inbox:{inbox_id}", health_payload(inbox))
+            record_health(session, inbox, storage.settings.poll_interval)
     if error is not None:
         log.warning("poll: inbox %s: %s", inbox_id, error)

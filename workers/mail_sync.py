@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -485,23 +485,31 @@ class _Watcher:
 # --- quarantine ----------------------------------------------------------------------------------------------
 
 
-def reprocess_quarantine(storage: Storage, inbox_id: int) -> tuple[int, int]:
+def reprocess_quarantine(storage: Storage, inbox_id: int, ids: Collection[int] | None = None) -> tuple[int, int]:
     """Import the inbox's unresolved quarantined mail again; returns (now imported, still quarantined)."""
-    done = left = 0
     with storage.factory() as session:
-        inbox = session.get(Inbox, inbox_id)
-        if inbox is None:
-            raise PermanentError(f"inbox {inbox_id} does not exist")
-        rows = list(
-            session.scalars(select(Quarantine).where(Quarantine.inbox_id == inbox_id, Quarantine.resolved_at.is_(None)))
-        )
-        for row in rows:
-            if _retry_one(session, inbox, row):
-                row.resolved_at = utcnow()
-                done += 1
-            else:
-                left += 1
-            session.commit()
+        return reprocess_in(session, inbox_id, ids)
+
+
+def reprocess_in(session: Session, inbox_id: int, ids: Collection[int] | None = None) -> tuple[int, int]:
+    """``reprocess_quarantine`` in the caller's session (the admin page's, which retries one row: ``ids``).
+    Commits after each row, so one that imports stays imported whatever the next one does."""
+    done = left = 0
+    inbox = session.get(Inbox, inbox_id)
+    if inbox is None:
+        raise PermanentError(f"inbox {inbox_id} does not exist")
+    if inbox.channel != "email":
+        raise PermanentError(f"inbox {inbox.name!r} is not an email inbox; only quarantined mail is re-processed")
+    stmt = select(Quarantine).where(Quarantine.inbox_id == inbox_id, Quarantine.resolved_at.is_(None))
+    if ids is not None:
+        stmt = stmt.where(Quarantine.id.in_(list(ids)))
+    for row in list(session.scalars(stmt.order_by(Quarantine.id))):
+        if _retry_one(session, inbox, row):
+            row.resolved_at = utcnow()
+            done += 1
+        else:
+            left += 1
+        session.commit()
     return done, left
 
 

@@ -34,6 +34,7 @@ from inbox.ingest import message_payload
 from inbox.models import Attachment, Identity, Inbox, Message, MessageRef, Ticket
 from inbox.runtime import Storage
 from workers import enqueue, runtime
+from workers.health import health_payload, record_health  # noqa: F401 — health_payload: its old home
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ def _failed(storage: Storage, message_id: int, reason: str, *, reauth: bool = Fa
                 inbox.credential_state = "needs_reauth"
                 inbox.last_error = reason
                 inbox.last_error_at = utcnow()
-                events.record(session, events.INBOX_HEALTH, f"inbox:{inbox.id}", health_payload(inbox))
+                record_health(session, inbox, storage.settings.poll_interval)
     log.warning("deliver: message %s failed: %s", message_id, reason)
     return "failed"
 
@@ -309,15 +310,3 @@ def delivery_payload(msg: Message) -> dict[str, Any]:
 
 def _announce(session: Session, msg: Message) -> None:
     events.record(session, events.MESSAGE_UPDATED, f"ticket:{msg.ticket_id}", delivery_payload(msg))
-
-
-def health_payload(inbox: Inbox) -> dict[str, Any]:
-    return {
-        "id": inbox.id,
-        "name": inbox.name,
-        "channel": inbox.channel,
-        "credential_state": inbox.credential_state,
-        "last_sync_at": inbox.last_sync_at.isoformat() if inbox.last_sync_at else None,
-        "last_error": inbox.last_error,
-        "last_error_at": inbox.last_error_at.isoformat() if inbox.last_error_at else None,
-    }

@@ -12,24 +12,18 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inbox.db import utcnow
 from inbox.models import Inbox, Message
-from workers.inbound import is_failing
+from workers.health import MIN_ALERT_AFTER, alert_after, alert_state  # noqa: F401 — re-exported
 from workers.runtime import QUEUES
 
-MIN_ALERT_AFTER = 15 * 60  # seconds; a blip shorter than this is not worth an agent's attention
-
-
-def alert_after(inbox: Inbox, default_interval: int) -> int:
-    """Seconds of failure after which the inbox is flagged: ``config["alert_after"]``, or three polls."""
-    configured = (inbox.config or {}).get("alert_after")
-    if configured:
-        return int(configured)
-    return max(MIN_ALERT_AFTER, 3 * (inbox.poll_interval or default_interval))
+FAILED_SHOWN = 50  # failed jobs / failed replies listed (counts are complete)
 
 
 def inbox_health(session: Session, default_interval: int = 60, now: dt.datetime | None = None) -> list[dict[str, Any]]:
@@ -58,24 +52,19 @@ def inbox_health(session: Session, default_interval: int = 60, now: dt.datetime 
     )
     out = []
     for inbox in session.scalars(select(Inbox).order_by(Inbox.id)):
-        failing = is_failing(inbox)
-        since = inbox.last_sync_at or inbox.created_at
-        failing_for = (now - since).total_seconds() if failing and since else 0.0
         oldest_at = oldest.get(inbox.id)
         out.append({
             "id": inbox.id,
             "name": inbox.name,
             "channel": inbox.channel,
             "address": inbox.address,
+            "team_id": inbox.team_id,
             "paused": inbox.paused,
             "credential_state": inbox.credential_state,
             "last_sync_at": inbox.last_sync_at,
             "last_error": inbox.last_error,
             "last_error_at": inbox.last_error_at,
-            "failing": failing,
-            "failing_for": failing_for,
-            "alert": failing and (inbox.credential_state == "needs_reauth"
-                                  or failing_for >= alert_after(inbox, default_interval)),
+            **alert_state(inbox, default_interval, now),
             "backlog": backlog.get(inbox.id, 0),
             "oldest_unsent_age": (now - oldest_at).total_seconds() if oldest_at else None,
             "failed_replies": failed.get(inbox.id, 0),
@@ -94,7 +83,60 @@ def queue_health(redis: Redis) -> dict[str, Any]:
             "scheduled": ScheduledJobRegistry(queue=q).count,
             "failed": FailedJobRegistry(queue=q).count,
         }
-    return {"queues": queues, "workers": len(Worker.all(connection=redis))}
+    return {"queues": queues, "workers": len(Worker.all(connection=redis)), "failed_jobs": failed_jobs(redis)}
+
+
+def failed_jobs(redis: Redis, limit: int = FAILED_SHOWN) -> list[dict[str, Any]]:
+    """The most recent failed jobs of every queue: id, queue, what it was, when and why it failed."""
+    found: list[dict[str, Any]] = []
+    for name in QUEUES:
+        registry = FailedJobRegistry(queue=Queue(name, connection=redis))
+        ids = registry.get_job_ids(0, limit - 1, desc=True)
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=redis), strict=True):
+            if job is None:
+                continue  # expired between the two calls
+            result = job.latest_result()
+            trace = ((result.exc_string if result is not None else None) or "").strip().splitlines()
+            found.append({"id": job_id, "queue": name, "description": job.description or job.func_name,
+                          "ended_at": job.ended_at, "error": trace[-1][:300] if trace else ""})
+    found.sort(key=lambda j: j["ended_at"] or dt.datetime.min, reverse=True)
+    return found[:limit]
+
+
+def retry_failed_job(redis: Redis, job_id: str) -> bool:
+    """Put a failed job back on its queue (RQ's requeue); False if it is not in a failed-job registry."""
+    for name in QUEUES:
+        registry = FailedJobRegistry(queue=Queue(name, connection=redis))
+        if job_id not in registry:
+            continue
+        job = Job.fetch(job_id, connection=redis)
+        if job.func_name == "workers.inbound.poll_inbox" and job.args:
+            # A poll goes through the inbox's lock like any other, so a retry never runs beside a poll.
+            from workers.schedule import try_enqueue_poll
+
+            registry.remove(job, delete_job=True)
+            try_enqueue_poll(int(job.args[0]))
+            return True
+        try:
+            registry.requeue(job_id)
+        except InvalidJobOperation:
+            return False  # it left the registry meanwhile (another admin retried it)
+        return True
+    return False
+
+
+def failed_replies(session: Session, limit: int = FAILED_SHOWN) -> list[dict[str, Any]]:
+    """The most recent replies that could not be delivered, with the channel's reason."""
+    rows = session.execute(
+        select(Message.id, Message.ticket_id, Message.inbox_id, Inbox.name, Message.delivery_error,
+               Message.created_at)
+        .join(Inbox, Inbox.id == Message.inbox_id)
+        .where(Message.direction == "outbound", Message.delivery_state == "failed")
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ).all()
+    return [{"id": r[0], "ticket_id": r[1], "inbox_id": r[2], "inbox": r[3], "error": r[4] or "", "created_at": r[5]}
+            for r in rows]
 
 
 def collect(session: Session, redis: Redis | None, default_interval: int = 60) -> dict[str, Any]:
@@ -131,6 +173,8 @@ def render(report: dict[str, Any], now: dt.datetime | None = None) -> str:
         lines.append(f"{'queue':<10} {'queued':>7} {'running':>8} {'scheduled':>10} {'failed':>7}")
         for name, q in report["queues"].items():
             lines.append(f"{name:<10} {q['queued']:>7} {q['started']:>8} {q['scheduled']:>10} {q['failed']:>7}")
+        for job in report.get("failed_jobs", [])[:10]:
+            lines.append(f"  failed {job['queue']}: {job['description']}: {job['error'] or '?'}")
     lines.append("")
     header = f"{'inbox':<24} {'channel':<9} {'state':<13} {'last sync':<12} {'backlog':>7} {'failed':>6}"
     lines.append(f"{header}  last error")

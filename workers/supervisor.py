@@ -1,8 +1,8 @@
 """``helpline run``: web, worker, scheduler and mail watcher as child processes of one command.
 
 A child that dies is restarted after a backoff that grows while it keeps dying (1 s up to 30 s) and resets once it
-has run for a minute. Ctrl-C or SIGTERM stops them all: SIGTERM first (an RQ worker finishes its current job),
-then SIGKILL to the child's whole process group after ``grace`` seconds.
+has run for a minute. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) stops them all: SIGTERM first (an RQ
+worker finishes its current job), then SIGKILL to the child's whole process group after ``grace`` seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER = 60.0  # seconds a child must live for its restart backoff to reset
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill / systemd, terminal closed
 
 
 def process_argv(name: str, *extra: str) -> list[str]:
@@ -131,7 +132,8 @@ class Supervisor:
         log.info("all processes stopped")
 
     def run(self, poll: float = 0.5) -> int:
-        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP: the terminal was closed. Its default would end us at once and orphan every child.
+        old = {s: signal.signal(s, self.request_stop) for s in STOP_SIGNALS}
         try:
             while not self.stopping:
                 self.check()

@@ -25,6 +25,7 @@ PUBLIC = {"auth.login", "auth.totp"}  # reachable signed out (the second step on
 # Blueprints signed-in agents use: the matrix covers every route of these.
 ADMIN_ONLY = {"audit", "channel_settings", "contact_import", "automation", "people", "tags", "calendars"}
 ADMIN_ONLY |= {"sla_settings"}
+ADMIN_ONLY |= {"channel_health", "quarantine"}
 AGENT_BLUEPRINTS = {"auth", "inbox", "tickets", "messages", "search", "contacts", "reports"} | ADMIN_ONLY
 # Settings pages for everyone: their own profile, canned responses (shared ones and their own personal ones).
 AGENT_BLUEPRINTS |= {"profile", "canned"}
@@ -114,6 +115,8 @@ def url_for_rule(rule: Rule, world: World) -> str:
         "holiday_id": 1,
         "canned_id": 1,
         "policy_id": 1,  # SLA policy pages are admin-only: the others get 403 before any lookup
+        "job_id": "poll-1-0",
+        "quarantine_id": world.message_a,  # admin-only routes: any id; agents get 403 first
     }
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.endpoint}: add an id for {missing} to the matrix"

@@ -109,3 +109,42 @@ def test_helpline_run_delivers_and_stops_cleanly_on_ctrl_c(
             proc.wait()
         embedded_redis.stop_redis(file_settings)
         print((tmp_path / "run.log").read_text()[-2000:])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+def test_helpline_run_leaves_no_process_behind(file_settings: Settings, tmp_path: Path, signum: int) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group; closing the terminal sends SIGHUP. Either
+    way every child and the embedded redis-server (daemonised, so outside the group) must be gone afterwards."""
+    from workers.supervisor import descendants, kill_tree
+
+    env = process_env(file_settings, "")
+    env.pop("REDIS_URL")
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 — closed below
+    # process_group=0: a group of its own, as a shell gives a foreground job; killpg then reaches what a terminal's
+    # Ctrl-C reaches.
+    proc = subprocess.Popen([sys.executable, "-m", "web.cli_processes", "run", "--only", "worker,scheduler"],
+                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, process_group=0)
+    log.close()
+    redis_pid, children = 0, []
+    try:
+        wait_until(lambda: embedded_redis.running_url(file_settings) is not None, 60, "the embedded Redis")
+        redis_pid = int((file_settings.data_dir / "redis" / "redis.pid").read_text())
+        wait_until(lambda: len(descendants(proc.pid)) >= 2, 60, "worker and scheduler")
+        wait_until(lambda: b"Listening on" in (tmp_path / "run.log").read_bytes(), 60, "the worker listening")
+        children = descendants(proc.pid)
+        os.killpg(proc.pid, signum)
+        assert proc.wait(60) == 0
+        wait_until(lambda: not any(_alive(pid) for pid in children), 30, "the children to exit")
+        wait_until(lambda: not _alive(redis_pid), 30, "the embedded redis-server to exit")
+        assert embedded_redis.running_url(file_settings) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:  # orphans, if the supervisor died without stopping them
+            if _alive(pid):
+                kill_tree(pid)
+        if redis_pid and _alive(redis_pid):
+            os.kill(redis_pid, signal.SIGTERM)
+        print((tmp_path / "run.log").read_text()[-2000:])

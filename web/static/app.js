@@ -74,7 +74,7 @@
   var socket = null;
   if (userId && window.io) {
     socket = window.io({ transports: ["websocket", "polling"] });
-    window.helplineSocket = socket;  // for page scripts (the live queue listens on it)
+    window.helplineSocket = socket;  // for page scripts: the live queue, health.js (the failing-channel banner)
     var status = $("#live-status");
     var rooms = (body.dataset.rooms || "").split(/\s+/).filter(Boolean);
     socket.on("connect", function () {
