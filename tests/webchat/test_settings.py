@@ -24,6 +24,7 @@ from tests.web.live import LiveServer
 from tests.webchat.conftest import Visitor, Widget, session_api
 from tickets import lifecycle
 from web import socket_events, widget_availability
+from web.presence import Online
 
 BOTH = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 
@@ -235,38 +236,43 @@ def test_availability_follows_business_hours_agents_online_and_real_first_respon
 ) -> None:
     widget = make_widget()
     widget_availability.forget(widget.inbox_id)
-    with app.extensions["helpline"].factory() as session:
+    with app.app_context(), app.extensions["helpline"].factory() as session:
         inbox = session.get(Inbox, widget.inbox_id)
         assert inbox is not None
         # Nobody has Helpline open: away.
         assert widget_availability.availability(session, inbox)["away_reason"] == "away"
-        monkeypatch.setattr(socket_events, "_online", {"sid-1": (widget.agent_id, "Agent", (inbox.team_id,))})
-        # Three chats answered in 4, 6 and 30 minutes: the median is 6.
-        now = dt.datetime.now(dt.UTC)
-        for n, minutes in enumerate((4, 6, 30)):
-            asked = now - dt.timedelta(hours=2, minutes=n)
-            message = ingest(session, inbox.id, inbound(channel="webchat", handle=f"v{n}", text="hi", sent_at=asked))
-            assert message is not None
-            message.created_at = asked
-            message.ticket.created_at = asked
+        # An agent of the inbox's team opens Helpline (in any web process: presence is shared through Redis).
+        socket_events.presence().add("sid-1", Online(widget.agent_id, "Agent", (inbox.team_id,)))
+        try:
+            # Three chats answered in 4, 6 and 30 minutes: the median is 6.
+            now = dt.datetime.now(dt.UTC)
+            for n, minutes in enumerate((4, 6, 30)):
+                asked = now - dt.timedelta(hours=2, minutes=n)
+                chat = inbound(channel="webchat", handle=f"v{n}", text="hi", sent_at=asked)
+                message = ingest(session, inbox.id, chat)
+                assert message is not None
+                message.created_at = asked
+                message.ticket.created_at = asked
+                session.flush()
+                reply = lifecycle.reply(session, message.ticket, "hello", by=widget.agent_id)
+                reply.created_at = asked + dt.timedelta(minutes=minutes)
+            session.commit()
+            got = widget_availability.availability(session, inbox)
+            assert got == {"available": True, "reply_time": "We typically reply in about 6 minutes.", "away_reason": ""}
+            # A configured text wins over the computed one.
+            inbox.config = dict(inbox.config) | {"reply_time": "Usually within the hour."}
+            assert widget_availability.availability(session, inbox)["reply_time"] == "Usually within the hour."
+            # Closed all week (a calendar with no hours): the offline form, agents or not.
+            session.add(BusinessCalendar(name="Closed", timezone="Europe/Berlin", hours={}, inbox_id=inbox.id))
             session.flush()
-            reply = lifecycle.reply(session, message.ticket, "hello", by=widget.agent_id)
-            reply.created_at = asked + dt.timedelta(minutes=minutes)
-        session.commit()
-        got = widget_availability.availability(session, inbox)
-        assert got == {"available": True, "reply_time": "We typically reply in about 6 minutes.", "away_reason": ""}
-        # A configured text wins over the computed one.
-        inbox.config = dict(inbox.config) | {"reply_time": "Usually within the hour."}
-        assert widget_availability.availability(session, inbox)["reply_time"] == "Usually within the hour."
-        # Closed all week (a calendar with no hours): the offline form, agents or not.
-        session.add(BusinessCalendar(name="Closed", timezone="Europe/Berlin", hours={}, inbox_id=inbox.id))
-        session.flush()
-        assert widget_availability.availability(session, inbox) == {
-            "available": False, "reply_time": "", "away_reason": "closed"
-        }
-        day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[dt.datetime.now(dt.UTC).weekday()]
-        calendar = session.scalars(select(BusinessCalendar).where(BusinessCalendar.inbox_id == inbox.id)).one()
-        calendar.timezone, calendar.hours = "UTC", {day: [["00:00", "24:00"]]}
-        session.flush()
-        assert widget_availability.availability(session, inbox)["available"] is True
-        session.rollback()
+            assert widget_availability.availability(session, inbox) == {
+                "available": False, "reply_time": "", "away_reason": "closed"
+            }
+            day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[dt.datetime.now(dt.UTC).weekday()]
+            calendar = session.scalars(select(BusinessCalendar).where(BusinessCalendar.inbox_id == inbox.id)).one()
+            calendar.timezone, calendar.hours = "UTC", {day: [["00:00", "24:00"]]}
+            session.flush()
+            assert widget_availability.availability(session, inbox)["available"] is True
+            session.rollback()
+        finally:
+            socket_events.presence().remove("sid-1")
