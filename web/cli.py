@@ -44,6 +44,29 @@ def db_upgrade(revision: str) -> None:
     settings = Settings.from_env().with_secret()  # creates the data folder the SQLite file goes in
     upgrade(settings.sqlalchemy_url, revision)
     click.echo(f"database at {_safe_url(settings.sqlalchemy_url)} is at {revision}")
+    if revision == "head":
+        _fill_report_summary(settings)
+
+
+def _fill_report_summary(settings: Settings) -> None:
+    """An upgrade from before the report summary leaves it empty while tickets exist (a migration never imports app
+    code): fill it once, as ``helpline reports rebuild`` does, so that the release step is the only step."""
+    from sqlalchemy import select
+
+    from inbox.models import Ticket
+    from inbox.report_models import ReportSample
+    from tickets import summary
+
+    storage = Storage.from_settings(settings)
+    try:
+        with storage.factory() as session:
+            empty = session.scalar(select(ReportSample.ticket_id).limit(1)) is None
+            if empty and session.scalar(select(Ticket.id).limit(1)) is not None:
+                rows = summary.rebuild_all(session)
+                session.commit()
+                click.echo(f"report summary filled from the tickets' history: {rows} rows")
+    finally:
+        storage.dispose()
 
 
 def _safe_url(url: str) -> str:
