@@ -21,6 +21,7 @@ from rq.job import Job
 from sqlalchemy.orm import Session
 
 from inbox import events
+from inbox.automation_models import WebhookDelivery
 from tickets import automation, webhooks
 from workers import runtime
 
@@ -80,7 +81,7 @@ def send_webhook(delivery_id: int) -> str:
     storage = runtime.storage()
     settings = runtime.settings()
     with storage.factory() as session, session.begin():
-        delivery = session.get(webhooks.WebhookDelivery, delivery_id)
+        delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.state in ("delivered", "failed"):
             return "skipped"
         sub = delivery.subscription
@@ -130,7 +131,7 @@ def _record(delivery_id: int, attempts: int, status: int | None, error: str | No
     storage = runtime.storage()
     delay: float | None = None
     with storage.factory() as session, session.begin():
-        delivery = session.get(webhooks.WebhookDelivery, delivery_id)
+        delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
             return "skipped"  # the subscription was deleted meanwhile
         if error is None:
