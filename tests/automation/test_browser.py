@@ -67,7 +67,7 @@ def test_rule_made_in_the_admin_page_acts_on_an_ingested_message(
             page.select_option("select[name=act-2-type]", "set_priority")
             page.fill("textarea[name=act-2-value]", "nope")
             page.click("button:has-text('Save rule')")
-            expect(page.locator("[role=alert]")).to_contain_text("Set priority: one of low, normal, high, urgent")
+            expect(page.locator(".flash[role=alert]")).to_contain_text("Set priority: one of low, normal, high, urgent")
             expect(page.locator("input[name=name]")).to_have_value("Refunds to Ada")  # nothing typed is lost
             page.fill("textarea[name=act-2-value]", "high")
             page.click("button:has-text('Save rule')")
