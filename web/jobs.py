@@ -32,11 +32,15 @@ def enqueue_delivery(message_id: int) -> None:
 def init_app(app: Flask) -> None:
     """Point the workers' runtime at this app's Redis, so an enqueue never starts an embedded Redis of its own."""
     url = app.config.get("HELPLINE_REDIS_URL")
-    if not url:
-        return
     try:
         from workers import runtime
+        from workers.automation_jobs import remove_automation_enqueuer
     except ImportError:
+        return
+    if not url:
+        # No Redis for this app: no automation jobs either (an enqueuer left by an earlier app in this process, as
+        # in the tests, would otherwise start an embedded Redis in the working directory).
+        remove_automation_enqueuer()
         return
     runtime.configure(app.config["HELPLINE_SETTINGS"], url)
     from workers.automation_jobs import install_automation_enqueuer
