@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from inbox.config import Settings
 from inbox.models import User
 from tests.reports.world import World, build
 from tests.web.conftest import PASSWORD
-from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve
+from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve, wait_js
 from web import create_app
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/deps.py)")
@@ -64,13 +63,6 @@ def signed_in(browser: Browser, site: Site, user_id: int) -> Page:
     page.wait_for_url(site.live.url + "/")
     return page
 
-
-def wait_js(page: Page, predicate: str, timeout: float = 10.0) -> None:
-    """Poll a JS predicate (``wait_for_function`` evals a string, which the app's CSP forbids)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(f"() => Boolean({predicate})"):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        page.wait_for_timeout(50)
 
 
 def test_lead_sees_charts_and_downloads_csv(browser: Browser, site: Site) -> None:

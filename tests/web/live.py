@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import Flask
+from playwright.sync_api import Page
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from tests.services import free_port, wait_port
@@ -50,3 +52,11 @@ def serve(app: Flask) -> Iterator[LiveServer]:
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+def wait_js(page: Page, predicate: str, timeout: float = 10.0) -> None:
+    """Poll a JS predicate. (``wait_for_function`` evals a string, which the app's CSP rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({predicate})"):
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        page.wait_for_timeout(50)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from inbox.ingest import ingest
 from inbox.models import Inbox, Team, Ticket
 from tests.factories import inbound, make_inbox, make_team, make_user
 from tests.web.conftest import HOSTILE_HTML, PASSWORD
-from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve
+from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve, wait_js
 from tickets import lifecycle
 from web import create_app
 from web.demo import DEMO_EMAIL, DEMO_PASSWORD, load_demo
@@ -105,13 +104,6 @@ def signed_in(browser: Browser, site: Site, email: str, password: str = PASSWORD
     page.wait_for_url(site.live.url + "/")
     return page
 
-
-def wait_js(page: Page, predicate: str, timeout: float = 10.0) -> None:
-    """Poll a JS predicate. (``wait_for_function`` evals a string, which the app's CSP rightly forbids.)"""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(f"() => Boolean({predicate})"):
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        page.wait_for_timeout(50)
 
 
 def live(page: Page) -> None:

@@ -6,7 +6,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from connectors import webchat
 from inbox.models import Inbox, Message, Ticket
 from tests.services import free_port
 from tests.web.live import CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.webchat.conftest import PASSWORD, Widget
+from tests.webchat.conftest import PASSWORD, Widget, serve_page
 from web.widget_socket import notify_agent_typing
 from workers.outbound import deliver_message
 
@@ -40,24 +39,8 @@ def shop(live: LiveServer, make_widget: Any) -> Iterator[tuple[str, Widget]]:
         "async></script></body></html>"
     ).encode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"{origin}/", widget
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serve_page(port, page):
+        yield f"{origin}/", widget
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ go both ways and open in the widget."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from flask import Flask
@@ -18,7 +16,7 @@ from inbox.models import Identity, Inbox, Message
 from tests.factories import make_inbox, make_user
 from tests.services import free_port
 from tests.web.live import LiveServer
-from tests.webchat.conftest import Widget
+from tests.webchat.conftest import Widget, serve_page
 from tests.webchat.test_browser import browser, sign_in  # noqa: F401 - the browser fixture
 
 __all__ = ["browser"]
@@ -35,26 +33,8 @@ def shop_page(live: LiveServer, make_widget: Callable[..., Widget], **config: An
         f"<script src='{live.url}/widget.js' data-inbox='{widget.public_key}' async></script></body></html>"
     ).encode()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_page(port, page):
         yield f"{origin}/", widget
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_settings_saved_in_the_browser_change_the_widget(
