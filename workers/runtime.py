@@ -166,10 +166,3 @@ def install_publishers() -> None:
     to browsers, and as delivery and automation jobs (on the Redis given to :func:`configure`)."""
     with _lock:
         _install_emitter_locked()
-
-
-def install_emitter(url: str | None = None) -> SocketIOEmitter:
-    """Add the Socket.IO emitter as an event publisher in a process that is not a worker (``helpline inbox sync``)."""
-    publisher = SocketIOEmitter(url)
-    events.add_publisher(publisher)
-    return publisher
