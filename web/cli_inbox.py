@@ -192,13 +192,18 @@ def inbox_sync(name: str) -> None:
 @inbox_group.command("reprocess")
 @click.argument("name")
 def inbox_reprocess(name: str) -> None:
-    """Try the inbox's quarantined messages again (after a fix); those that now import are marked resolved."""
+    """Try the inbox's quarantined mail or Telegram updates again (after a fix); those that now import are
+    marked resolved."""
     from connectors.errors import ChannelError
-    from workers.mail_sync import reprocess_quarantine
 
     storage = _storage()
     try:
-        done, left = reprocess_quarantine(storage, _find_inbox(storage, name))
+        inbox_id = _find_inbox(storage, name)
+        with storage.factory() as session:
+            channel = session.scalar(select(Inbox.channel).where(Inbox.id == inbox_id))
+        # Each channel's module only when needed: the Telegram one imports python-telegram-bot.
+        module = importlib.import_module("workers.telegram_sync" if channel == "telegram" else "workers.mail_sync")
+        done, left = module.reprocess_quarantine(storage, inbox_id)
     except ChannelError as exc:
         raise click.ClickException(exc.reason) from exc
     finally:

@@ -29,6 +29,7 @@ from web.message_views import _download
 log = logging.getLogger(__name__)
 bp = Blueprint("quarantine", __name__, url_prefix="/settings/quarantine")
 PAGE = 100
+REPROCESSABLE = ("email", "telegram")
 HEADER_BYTES = 64 * 1024  # enough for any real header block; a hostile file is not read whole to find a sender
 
 
@@ -56,7 +57,7 @@ def _row(q: Quarantine, inbox: Inbox) -> dict[str, Any]:
                 sender = sender_of(fh.read(HEADER_BYTES))
     return {"id": q.id, "inbox": inbox, "created_at": q.created_at, "resolved_at": q.resolved_at,
             "source_ref": q.source_ref, "error": q.error, "size": size, "sender": sender,
-            "reprocessable": inbox.channel == "email" and size is not None}
+            "reprocessable": inbox.channel in REPROCESSABLE and size is not None}
 
 
 @bp.get("")
@@ -111,8 +112,18 @@ def reprocess(quarantine_id: int) -> ResponseReturnValue:
     if q.resolved_at is not None:
         flash("That message was already imported or discarded.", "info")
         return redirect(url_for(".index"))
+    inbox = session.get(Inbox, inbox_id)
     try:
-        done, _left = reprocess_in(session, inbox_id, ids=[quarantine_id])
+        if inbox is not None and inbox.channel == "telegram":
+            from workers.telegram_sync import reprocess_quarantine
+
+            # It stores in its own transactions (media are fetched before they open), so this request's must
+            # end first: on SQLite it would hold the write lock. close(), not rollback(): the signed-in user's
+            # row stays loaded (rollback would expire it, and reloading it inside those transactions would wait).
+            session.close()
+            done, _left = reprocess_quarantine(get_storage(), inbox_id, ids=[quarantine_id])
+        else:
+            done, _left = reprocess_in(session, inbox_id, ids=[quarantine_id])
     except ChannelError as exc:
         flash(f"Cannot re-process it: {exc.reason}", "error")
         return redirect(url_for(".index"))

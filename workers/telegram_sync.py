@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -338,6 +339,50 @@ def quarantine(session: Session, inbox: Inbox, raw: dict[str, Any], error: str) 
         session.add(Quarantine(inbox_id=inbox.id, raw_sha256=sha, source_ref=f"telegram update {raw.get('update_id')}",
                                error=error))
         session.flush()
+
+
+def reprocess_quarantine(storage: Storage, inbox_id: int, ids: Collection[int] | None = None) -> tuple[int, int]:
+    """Store the inbox's unresolved quarantined updates again (after a fix); returns (now stored, still quarantined).
+
+    Each raw update goes through the same path as a fresh one (media downloaded first, then ``apply_update`` in
+    its own transaction), and its quarantine row is resolved in that transaction when it stores. One that still
+    fails stays (``quarantine`` keeps one row per raw update, so no second row appears). A download that fails for
+    now raises TemporaryError, leaving the rest for the next try.
+    """
+    access = load_access(storage, inbox_id)
+    with storage.factory() as session:
+        stmt = select(Quarantine.id, Quarantine.raw_sha256).where(Quarantine.inbox_id == inbox_id,
+                                                                  Quarantine.resolved_at.is_(None))
+        if ids is not None:
+            stmt = stmt.where(Quarantine.id.in_(list(ids)))
+        rows = list(session.execute(stmt.order_by(Quarantine.id)))
+    done = left = 0
+    channel: TelegramChannel | None = None
+    for quarantine_id, sha in rows:
+        try:
+            raw = json.loads(storage.blobs.get(sha))
+        except (OSError, ValueError, TypeError):  # the raw update is missing or is not JSON: nothing to retry
+            left += 1
+            continue
+        parsed = safe_parse(raw, access.groups)
+        if parsed.media and parsed.action == "ingest":
+            channel = channel or access.channel()
+            item = prepare_update(channel, raw, storage.settings.max_attachment_bytes, access.groups,
+                                  _stored_ids(storage, inbox_id, [raw], access.groups))
+        else:
+            item = PreparedUpdate(raw, parsed)
+        with storage.factory() as session, session.begin():
+            inbox = session.get(Inbox, inbox_id)
+            row = session.get(Quarantine, quarantine_id)
+            if inbox is None or row is None or row.resolved_at is not None:
+                continue
+            if apply_update(session, inbox, item) == "quarantined":
+                left += 1
+            else:
+                row.resolved_at = utcnow()
+                done += 1
+    log.info("telegram inbox %s: re-processed quarantine, %s stored, %s left", inbox_id, done, left)
+    return done, left
 
 
 # --- the webhook's job, typing --------------------------------------------------------------------------------
