@@ -9,6 +9,7 @@ fast, so it enqueues only events some enabled rule or subscription wants: that s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -18,10 +19,12 @@ from typing import Any
 
 import requests
 from rq.job import Job
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from inbox import events
 from inbox.automation_models import WebhookDelivery
+from inbox.db import utcnow
 from tickets import automation, webhooks
 from workers import runtime
 
@@ -35,6 +38,11 @@ HTTP_TIMEOUT = (5.0, 15.0)  # connect, read seconds
 BACKOFF = [10, 60, 300, 1800, 7200]  # seconds before retry n of a webhook (network error, 408, 429, 5xx)
 JITTER = 0.2
 USER_AGENT = "Helpline-Webhooks/1"
+# The sweeper (``sweep_webhooks``) leaves a new delivery this long for the job ``process_event`` enqueues right
+# after its commit, and a retry this long past its time for the scheduler that holds it.
+PENDING_GRACE = dt.timedelta(seconds=60)
+SCHEDULED_GRACE = dt.timedelta(seconds=60)
+SWEEP_BATCH = 1000
 
 
 def _backoff() -> list[int]:
@@ -152,6 +160,56 @@ def _record(delivery_id: int, attempts: int, status: int | None, error: str | No
     return state
 
 
+def sweep_webhooks(now: dt.datetime | None = None) -> int:
+    """Enqueue webhook deliveries that have no job: Redis was down when ``process_event`` committed them, or lost
+    them (a restart without persistence), or the scheduler holding a retry died. Returns how many were enqueued.
+
+    A delivery past its last allowed attempt is marked failed instead, so a job that keeps crashing before it
+    records an attempt is not retried forever. A delivery sent twice (a worker died between the POST and its
+    record) carries the same ``X-Helpline-Delivery`` id both times: receivers dedupe by it.
+    """
+    now = now or utcnow()
+    storage = runtime.storage()
+    d = WebhookDelivery
+    with storage.factory() as session:
+        rows = session.execute(
+            select(d.id, d.state, d.attempts)
+            .where(
+                or_(
+                    and_(d.state == "pending", d.created_at < now - PENDING_GRACE),
+                    and_(d.state == "retrying", or_(d.next_attempt_at.is_(None),
+                                                    d.next_attempt_at < now - SCHEDULED_GRACE)),
+                )
+            )
+            .order_by(d.id)
+            .limit(SWEEP_BATCH)
+        ).all()
+    if not rows:
+        return 0
+    jobs = Job.fetch_many([webhook_job_id(r.id) for r in rows], connection=runtime.redis())
+    count = 0
+    given_up: list[int] = []
+    for row, job in zip(rows, jobs, strict=True):
+        status = job.get_status(refresh=False) if job is not None else None
+        if status is not None and status.value in ("queued", "started", "deferred"):
+            continue  # its job is on the way (a lost worker's "started" job is failed by RQ, then swept)
+        if row.attempts > len(_backoff()):
+            given_up.append(row.id)
+            continue
+        enqueue_webhook(row.id)
+        count += 1
+    if given_up:
+        with storage.factory() as session, session.begin():
+            for delivery in session.scalars(select(d).where(d.id.in_(given_up))):
+                last = delivery.error or "no outcome recorded"
+                webhooks.record_attempt(delivery, state="failed", status_code=delivery.status_code,
+                                        error=f"gave up after {delivery.attempts} attempts: {last}",
+                                        duration_ms=delivery.duration_ms or 0)
+    if count:
+        log.info("sweep_webhooks: enqueued %d webhook deliveries that had no job", count)
+    return count
+
+
 def wanted_events(session: Session) -> dict[str, list[str]]:
     """The events enabled rules and subscriptions listen to (what ``AutomationEnqueuer`` lets through)."""
     return {"rules": sorted(automation.wanted_events(session)), "webhooks": sorted(webhooks.wanted_events(session))}
@@ -168,18 +226,20 @@ def enqueue_event(name: str, room: str, payload: dict[str, Any]) -> Job:
     )
 
 
+def webhook_job_id(delivery_id: int) -> str:
+    return f"webhook-{delivery_id}"
+
+
 def enqueue_webhook(delivery_id: int, delay: float = 0.0) -> Job:
     q = runtime.queue(runtime.DEFAULT)
     opts: dict[str, Any] = {
-        "job_id": f"webhook-{delivery_id}",
+        "job_id": webhook_job_id(delivery_id),
         "job_timeout": WEBHOOK_TIMEOUT,
         "result_ttl": 60,
         "failure_ttl": 7 * 24 * 3600,
         "description": f"send webhook delivery {delivery_id}",
     }
     if delay > 0:
-        import datetime as dt
-
         return q.enqueue_in(dt.timedelta(seconds=delay), "workers.automation_jobs.send_webhook", delivery_id, **opts)
     return q.enqueue("workers.automation_jobs.send_webhook", delivery_id, **opts)
 
