@@ -475,7 +475,9 @@ def save_instagram_inbox(
     stored_secrets: dict[str, Any],
     *,
     inbox: Inbox | None = None,
+    poll_interval: int | None = None,
 ) -> Inbox:
+    """Create or update an Instagram inbox (the settings pages and ``helpline inbox add instagram``)."""
     if inbox is None:
         inbox = Inbox(channel="instagram", public_key=secrets.token_urlsafe(24), cursor={}, poll_interval=300)
         session.add(inbox)
@@ -483,6 +485,11 @@ def save_instagram_inbox(
     inbox.address = str(config["profile"])
     inbox.config = (inbox.config or {}) | config
     inbox.secrets = encrypt_json(settings.secret_key, stored_secrets)
+    if poll_interval is not None:
+        inbox.poll_interval = poll_interval
+    cursor = dict(inbox.cursor or {})
+    if cursor.pop("backoff", None) is not None:  # new credentials: try them at the next poll
+        inbox.cursor = cursor
     inbox.credential_state = "ok"
     session.flush()
     return inbox

@@ -13,7 +13,6 @@ read from environment variables, never from the command line (other users can re
 
 from __future__ import annotations
 
-import copy
 import os
 import secrets
 from pathlib import Path
@@ -24,7 +23,7 @@ from sqlalchemy import select
 
 from connectors.instagram import normalize_username
 from inbox.config import Settings
-from inbox.crypto import decrypt_json, encrypt_json
+from inbox.crypto import decrypt_json
 from inbox.models import Inbox
 
 DEFAULT_POLL_INTERVAL = 300  # seconds: a few minutes keeps well inside Instagram's limits
@@ -83,6 +82,7 @@ def add_instagram(name: str, profile: str, login: str | None, session_file: Path
                   backfill_days: float, graph: bool, ig_user_id: str | None, access_token_env: str | None,
                   app_secret_env: str | None, graph_api_base: str | None, update: bool) -> None:
     """Add an Instagram profile as an inbox (comments, answers and tags; replies by hand or via the Graph API)."""
+    from web.channel_setup import save_instagram_inbox
     from web.cli import load_storage
 
     shop = normalize_username(profile)
@@ -114,25 +114,16 @@ def add_instagram(name: str, profile: str, login: str | None, session_file: Path
                 raise click.ClickException(f"no inbox named {name!r} to update")
             if inbox is not None and inbox.channel != "instagram":
                 raise click.ClickException(f"inbox {name!r} is a {inbox.channel} inbox, not an Instagram one")
-            if inbox is None:
-                inbox = Inbox(name=name, channel="instagram", public_key=secrets.token_urlsafe(24), cursor={})
-                db.add(inbox)
-                stored: dict[str, Any] = {}
-            else:
-                stored = decrypt_json(storage.settings.secret_key, inbox.secrets)
-            if graph and not stored.get("verify_token"):
-                new_secrets["verify_token"] = secrets.token_urlsafe(24)
-            inbox.address = shop
-            inbox.config = {**(inbox.config or {}), **config}
-            inbox.poll_interval = poll_interval
-            inbox.secrets = encrypt_json(storage.settings.secret_key, {**stored, **new_secrets})
-            cursor = copy.deepcopy(inbox.cursor or {})
-            cursor.pop("backoff", None)  # new credentials: try at the next poll
-            inbox.cursor = cursor
-            inbox.credential_state = "ok"
+            stored = {} if inbox is None else decrypt_json(storage.settings.secret_key, inbox.secrets)
+            merged = {**stored, **new_secrets}
+            if graph:
+                merged.setdefault("verify_token", secrets.token_urlsafe(24))
+            # The same inbox row as the browser's set-up (web.channel_setup), with the CLI's poll interval.
+            inbox = save_instagram_inbox(db, storage.settings, name, config, merged, inbox=inbox,
+                                         poll_interval=poll_interval)
             db.commit()
             inbox_id, public_key = inbox.id, str(inbox.public_key)
-            verify_token = str({**stored, **new_secrets}.get("verify_token") or "")
+            verify_token = str(merged.get("verify_token") or "")
     finally:
         storage.dispose()
     done = "updated" if update else "added"
