@@ -68,3 +68,22 @@ class WebhookDelivery(Base):
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
     subscription: Mapped[WebhookSubscription] = relationship(back_populates="deliveries")
+
+
+class AutomationEvent(Base):
+    """A committed domain event that automation rules or webhooks want, kept until its job has run.
+
+    The transactional outbox of ``workers.automation_jobs``: the row is written in the very commit that raised the
+    event, and deleted in the transaction that runs the rules for it. So an event is neither lost when Redis is
+    down at the commit (or the process dies right after it; the scheduler's sweep enqueues it later), nor acted on
+    twice when its job runs twice.
+    """
+
+    __tablename__ = "automation_event"
+    __table_args__ = (Index("ix_automation_event_created_at", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(60))
+    room: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sweeps: Mapped[int] = mapped_column(Integer, default=0)  # times the sweeper had to enqueue it again
+    created_at: Mapped[Timestamp]

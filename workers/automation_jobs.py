@@ -1,10 +1,14 @@
 """Automation and outgoing webhooks as RQ jobs: ``process_event`` (run the rules for one event and record its
 webhook deliveries) and ``send_webhook`` (POST one delivery, retried with backoff and jitter).
 
-``AutomationEnqueuer`` is the event publisher that enqueues ``process_event`` after a commit. Ingest must stay
-fast, so it enqueues only events some enabled rule or subscription wants: that set lives in Redis
+``AutomationEnqueuer`` is a transactional outbox: a commit that raises an event some rule or webhook wants also
+writes it as an ``AutomationEvent`` row, and ``process_event`` is enqueued after the commit; the job deletes the
+row in the transaction that runs the rules. A Redis outage at the commit therefore delays automation (the
+scheduler's ``sweep_automation_events`` enqueues the rows once Redis is back) instead of losing it. Ingest must
+stay fast, so only events some enabled rule or subscription wants are written: that set lives in Redis
 (``GATE_KEY``, rewritten by every ``process_event`` and by the settings pages) and is cached here for
-``GATE_TTL`` seconds. Without the key (a flushed Redis) every candidate event is enqueued, so nothing is missed.
+``GATE_TTL`` seconds; without Redis it is read from the database. Without the key (a flushed Redis) every candidate
+event is written, so nothing is missed.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from typing import Any
 
 import requests
 from rq.job import Job
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from inbox import events
-from inbox.automation_models import WebhookDelivery
+from inbox.automation_models import AutomationEvent, WebhookDelivery
 from inbox.db import utcnow
 from tickets import automation, webhooks
 from workers import runtime
@@ -43,6 +47,8 @@ USER_AGENT = "Helpline-Webhooks/1"
 PENDING_GRACE = dt.timedelta(seconds=60)
 SCHEDULED_GRACE = dt.timedelta(seconds=60)
 SWEEP_BATCH = 1000
+MAX_SWEEPS = 5  # an outbox event whose job failed this many times is left to an admin
+_OUTBOX = "automation_outbox"  # session.info: (row id, event) written by this transaction
 
 
 def _backoff() -> list[int]:
@@ -63,13 +69,21 @@ def backoff_delay(attempts: int, retry_after: float | None = None, rng: random.R
 # --- the jobs ---------------------------------------------------------------------------------------------------
 
 
-def process_event(name: str, room: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Run the automation rules for one committed domain event and fan it out to webhook subscriptions."""
+def process_event(name: str, room: str, payload: dict[str, Any], event_id: int | None = None) -> dict[str, Any]:
+    """Run the automation rules for one committed domain event and fan it out to webhook subscriptions.
+
+    ``event_id`` is its ``AutomationEvent`` row: deleted (under a row lock) in the transaction that runs the rules,
+    so a second job for the same event (the sweeper's, racing the first) finds it gone and does nothing."""
     storage = runtime.storage()
     mail_domain = runtime.settings().mail_domain
     fired: list[int] = []
     deliveries: list[int] = []
     with storage.factory() as session, session.begin():
+        if event_id is not None:
+            row = session.get(AutomationEvent, event_id, with_for_update=True)
+            if row is None:
+                return {"skipped": "already processed"}
+            session.delete(row)
         trigger = automation.trigger_for(name, room, payload)
         if trigger is not None:
             fired = automation.run_rules(session, trigger, mail_domain=mail_domain)
@@ -218,9 +232,14 @@ def wanted_events(session: Session) -> dict[str, list[str]]:
 # --- enqueueing -------------------------------------------------------------------------------------------------
 
 
-def enqueue_event(name: str, room: str, payload: dict[str, Any]) -> Job:
+def event_job_id(event_id: int) -> str:
+    return f"automation-event-{event_id}"
+
+
+def enqueue_event(name: str, room: str, payload: dict[str, Any], event_id: int | None = None) -> Job:
     return runtime.queue(runtime.DEFAULT).enqueue(
-        "workers.automation_jobs.process_event", name, room, payload,
+        "workers.automation_jobs.process_event", name, room, payload, event_id,
+        job_id=event_job_id(event_id) if event_id is not None else None,
         job_timeout=AUTOMATION_TIMEOUT, result_ttl=60, failure_ttl=7 * 24 * 3600,
         description=f"automation for {name} on {room}",
     )
@@ -265,41 +284,119 @@ def refresh_gate() -> None:
 
 
 class AutomationEnqueuer:
-    """Event publisher: enqueue ``process_event`` for each committed event a rule or webhook wants."""
+    """The transactional outbox of automation: in ``before_commit``, every pending domain event that a rule or a
+    webhook wants becomes an ``AutomationEvent`` row of the same transaction; after the commit each row's
+    ``process_event`` job is enqueued. If Redis is down then (or the process dies first), the rows wait, and
+    ``sweep_automation_events`` enqueues them. Events nobody wants cost nothing (the gate: ``GATE_KEY``)."""
 
     cache: tuple[float, dict[str, set[str]] | None] = (0.0, None)
+    enabled = False  # set by install_automation_enqueuer in processes that run automation (web, workers, CLI sync)
 
-    def wanted(self) -> dict[str, set[str]] | None:
+    @staticmethod
+    def wanted(session: Session | None = None) -> dict[str, set[str]] | None:
+        """What rules and webhooks listen to: Redis's copy (cached ``GATE_TTL`` s); if Redis does not answer, the
+        database's (``session``); None (everything) when neither is known."""
         fetched_at, value = AutomationEnqueuer.cache
         if time.monotonic() - fetched_at < GATE_TTL:
             return value
-        raw = runtime.redis().get(GATE_KEY)
-        value = {k: set(v) for k, v in json.loads(raw).items()} if raw else None
+        try:
+            raw = runtime.redis().get(GATE_KEY)
+            value = {k: set(v) for k, v in json.loads(raw).items()} if raw else None
+        except Exception:  # Redis is down: the outbox rows are what matters now, so ask the database
+            if session is None:
+                return None
+            value = {k: set(v) for k, v in wanted_events(session).items()}
         AutomationEnqueuer.cache = (time.monotonic(), value)
         return value
 
-    def __call__(self, ev: events.DomainEvent) -> None:
-        wanted = self.wanted()
+    @staticmethod
+    def wants(ev: events.DomainEvent, wanted: dict[str, set[str]] | None) -> bool:
         for_rules = automation.trigger_for(ev.name, ev.room, ev.payload) is not None and (
             wanted is None or ev.name in wanted.get("rules", ())
         )
         for_hooks = webhooks.event_room_matches(ev.name, ev.room) and (
             wanted is None or ev.name in wanted.get("webhooks", ())
         )
-        if for_rules or for_hooks:
-            enqueue_event(ev.name, ev.room, dict(ev.payload))
+        return for_rules or for_hooks
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AutomationEnqueuer)
 
-    def __hash__(self) -> int:
-        return hash(AutomationEnqueuer)
+@event.listens_for(Session, "before_commit")
+def _write_outbox(session: Session) -> None:
+    if not AutomationEnqueuer.enabled or session.in_nested_transaction():
+        return
+    pending: list[events.DomainEvent] = session.info.get("pending_events") or []
+    if not pending:
+        return
+    candidates = [ev for ev in pending if AutomationEnqueuer.wants(ev, None)]  # no I/O for events nobody can want
+    if not candidates:
+        return
+    wanted = AutomationEnqueuer.wanted(session)
+    chosen = [ev for ev in candidates if AutomationEnqueuer.wants(ev, wanted)]
+    if not chosen:
+        return
+    rows = [{"name": ev.name, "room": ev.room, "payload": dict(ev.payload), "sweeps": 0, "created_at": utcnow()}
+            for ev in chosen]
+    ids = list(session.scalars(insert(AutomationEvent).returning(AutomationEvent.id, sort_by_parameter_order=True),
+                               rows))
+    session.info[_OUTBOX] = list(zip(ids, chosen, strict=True))
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_outbox(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    written: list[tuple[int, events.DomainEvent]] = session.info.pop(_OUTBOX, [])
+    for event_id, ev in written:
+        try:
+            enqueue_event(ev.name, ev.room, dict(ev.payload), event_id)
+        except Exception:  # Redis is down: the row waits for sweep_automation_events
+            log.warning("automation event %s (%s) not enqueued; the sweeper will", event_id, ev.name, exc_info=True)
+            break
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_outbox(session: Session, previous: Any) -> None:
+    if not previous.nested:
+        session.info.pop(_OUTBOX, None)
+
+
+def sweep_automation_events(now: dt.datetime | None = None) -> int:
+    """Enqueue outbox events that have no job (Redis was down at their commit, or lost the job). Returns how many.
+
+    An event swept ``MAX_SWEEPS`` times is left alone (its job keeps failing: the failed-job list on the health
+    page says why) rather than run every minute forever."""
+    now = now or utcnow()
+    e = AutomationEvent
+    with runtime.storage().factory() as session:
+        rows = session.execute(
+            select(e.id, e.name, e.room, e.payload)
+            .where(e.created_at < now - PENDING_GRACE, e.sweeps < MAX_SWEEPS)
+            .order_by(e.id)
+            .limit(SWEEP_BATCH)
+        ).all()
+    if not rows:
+        return 0
+    jobs = Job.fetch_many([event_job_id(r.id) for r in rows], connection=runtime.redis())
+    todo = []
+    for row, job in zip(rows, jobs, strict=True):
+        status = job.get_status(refresh=False) if job is not None else None
+        if status is not None and status.value in ("queued", "started", "deferred", "scheduled"):
+            continue
+        todo.append(row)
+    if not todo:
+        return 0
+    with runtime.storage().factory() as session, session.begin():
+        session.execute(update(e).where(e.id.in_([r.id for r in todo])).values(sweeps=e.sweeps + 1))
+    for row in todo:
+        enqueue_event(row.name, row.room, dict(row.payload), row.id)
+    log.info("sweep_automation_events: enqueued %d automation events that had no job", len(todo))
+    return len(todo)
 
 
 def install_automation_enqueuer() -> None:
-    """Enqueue automation and webhooks after commit in this process (web, workers, ``helpline inbox sync``)."""
-    events.add_publisher(AutomationEnqueuer())
+    """Run automation and webhooks for this process's commits (web, workers, ``helpline inbox sync``)."""
+    AutomationEnqueuer.enabled = True
 
 
 def remove_automation_enqueuer() -> None:
-    events.remove_publisher(AutomationEnqueuer())
+    AutomationEnqueuer.enabled = False
