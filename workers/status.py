@@ -18,8 +18,10 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inbox.automation_models import AutomationEvent, WebhookDelivery
 from inbox.db import utcnow
 from inbox.models import Inbox, Message
+from inbox.telegram_models import TelegramUpdate
 from workers.health import MIN_ALERT_AFTER, alert_after, alert_state  # noqa: F401 — re-exported
 from workers.runtime import QUEUES
 
@@ -139,9 +141,31 @@ def failed_replies(session: Session, limit: int = FAILED_SHOWN) -> list[dict[str
             for r in rows]
 
 
+def stored_work(session: Session, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Work kept in the database until a job has done it: how much, and how long the oldest has waited. When
+    Redis is down these grow; once it is back the scheduler's sweeps enqueue them, and they drain."""
+    now = now or utcnow()
+    kinds = [
+        ("automation_events", "Automation events (rules, webhooks) to run", AutomationEvent.created_at, ()),
+        ("webhook_deliveries", "Webhook deliveries to send", WebhookDelivery.created_at,
+         (WebhookDelivery.state.in_(("pending", "retrying")),)),
+        ("telegram_updates", "Telegram webhook updates to store", TelegramUpdate.received_at,
+         (TelegramUpdate.state == "pending",)),
+    ]
+    out = []
+    for key, label, column, where in kinds:
+        count, oldest = session.execute(select(func.count(), func.min(column)).where(*where)).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        out.append({"key": key, "label": label, "count": int(count),
+                    "oldest_age": int((now - oldest).total_seconds()) if oldest is not None else None})
+    return out
+
+
 def collect(session: Session, redis: Redis | None, default_interval: int = 60) -> dict[str, Any]:
     """Everything ``helpline status`` shows; Redis being down is itself reported, not raised."""
-    report: dict[str, Any] = {"inboxes": inbox_health(session, default_interval), "redis_error": None}
+    report: dict[str, Any] = {"inboxes": inbox_health(session, default_interval), "redis_error": None,
+                              "stored_work": stored_work(session)}
     if redis is None:
         report["redis_error"] = "no Redis configured"
         return report
@@ -186,4 +210,10 @@ def render(report: dict[str, Any], now: dt.datetime | None = None) -> str:
                      f"{ib['backlog']:>7} {ib['failed_replies']:>6}  {error}")
     if not report["inboxes"]:
         lines.append("(no inboxes)")
+    waiting = [w for w in report.get("stored_work", []) if w["count"]]
+    if waiting:
+        lines.append("")
+        for w in waiting:
+            lines.append(f"waiting in the database: {w['count']} {w['label'].lower()} "
+                         f"(oldest {_age(now - dt.timedelta(seconds=w['oldest_age'] or 0), now)})")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from inbox.models import Ticket
 from inbox.runtime import Storage
 from tests import factories
 from tickets import automation
-from workers import automation_jobs, runtime
+from workers import automation_jobs, runtime, status
 from workers.automation_jobs import AutomationEnqueuer, event_job_id, sweep_automation_events
 
 DOWN = "redis://127.0.0.1:9/0"  # nothing listens there: every Redis call is refused, as when Redis is down
@@ -90,6 +90,11 @@ def test_an_event_committed_while_redis_is_down_runs_its_rules_once_redis_is_bac
         session.commit()
         ticket_id = new_ticket(session, inbox_id, "Written while Redis was down")  # the commit succeeds
     assert outbox(down) == ["ticket.created"]  # the rule wants it: kept in the database, not lost
+    with down.factory() as session:  # what `helpline status` and the health page show meanwhile
+        report = status.collect(session, Redis.from_url(DOWN, socket_connect_timeout=0.5))
+    waiting = {w["key"]: w["count"] for w in report["stored_work"]}
+    assert waiting == {"automation_events": 1, "webhook_deliveries": 0, "telegram_updates": 0}
+    assert "waiting in the database: 1 automation events (rules, webhooks) to run" in status.render(report)
 
     storage = use_redis(settings, redis_url)  # Redis is back
     assert sweep_automation_events() == 0  # within the grace a job of its own may still be on its way
@@ -98,6 +103,8 @@ def test_an_event_committed_while_redis_is_down_runs_its_rules_once_redis_is_bac
     work(redis)
     assert tags(storage, ticket_id) == ["seen-by-rule"]
     assert outbox(storage) == []
+    with storage.factory() as session:
+        assert all(w["count"] == 0 for w in status.stored_work(session))
 
 
 def test_a_job_run_twice_acts_once_and_unwanted_events_write_nothing(

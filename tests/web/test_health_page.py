@@ -91,6 +91,7 @@ def test_health_page_shows_the_status_figures_and_sets_the_threshold(redis_app: 
     assert 'data-state="alert"' in row and "FAILING for 20 min" in row and "IMAP server unavailable" in row
     assert "<td>1<br><small>oldest" in row  # one reply waiting, as helpline status counts it
     assert "550 mailbox unknown" in page and 'id="queue-outbound"' in page and "Workers running" in page
+    assert '<tr id="stored-automation_events"><td>Automation events (rules, webhooks) to run</td><td>0</td>' in page
     panel = client.get("/settings/health/panel").get_data(as_text=True)
     assert f'id="health-inbox-{world.inbox_a}"' in panel and "<html" not in panel
 
