@@ -166,8 +166,7 @@ def _flipped(inbox_id: int, there: bool) -> bool:
     client = presence().redis
     if client is not None:
         try:
-            old = client.getset(f"{_KEY}{inbox_id}", "1" if there else "0")
-            client.expire(f"{_KEY}{inbox_id}", 86400)
+            old = client.set(f"{_KEY}{inbox_id}", "1" if there else "0", ex=86400, get=True)  # one atomic step
             return old is None or old != (b"1" if there else b"0")
         except RedisError:
             log.warning("widget availability: Redis unreachable; telling the widgets of inbox %s anyway", inbox_id)

@@ -285,3 +285,31 @@ def test_widget_switches_to_the_offline_form_and_back_without_reload(
             assert frame_of(page).evaluate("window.__noReload") == "still here"
         for page in (agent, talking, browsing):
             page.context.close()
+
+
+def test_widget_asks_again_when_told_and_follows_the_hours(
+    browser: Browser,  # noqa: F811
+    app: Flask,
+    live: LiveServer,
+    make_widget: Callable[..., Widget],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No agent comes or goes: the hours close, and the widget learns it when it asks again as told (``ask_in``;
+    here the longest wait is made 2 s instead of waiting for a real closing hour)."""
+    monkeypatch.setattr(widget_live, "RECHECK", 2)
+    with shop(live, make_widget) as (shop_url, widget):
+        agent = browser.new_context().new_page()
+        sign_in(agent, live, widget.agent_email)
+        expect(agent.locator("#live-status")).to_have_text("live")
+        visitor = browser.new_context().new_page()
+        visitor.goto(shop_url)
+        chat = visitor.frame_locator("#helpline-chat-frame")
+        chat.locator("#launcher").click()
+        expect(chat.locator("#reply-time")).to_have_text("We typically reply in a few minutes.")
+        with app.extensions["helpline"].factory() as session:
+            session.add(BusinessCalendar(name="Closed", timezone="UTC", hours={}, inbox_id=widget.inbox_id))
+            session.commit()
+        expect(chat.locator("#reply-time")).to_have_text(webchat.DEFAULT_OFFLINE, timeout=8_000)
+        expect(agent.locator("#live-status")).to_have_text("live")  # the agent is still there: the hours did it
+        for page in (agent, visitor):
+            page.context.close()
