@@ -159,10 +159,10 @@ function send(item) {
 
 // Open/away as it changes (web.widget_live): the texts and fields by element id, then ask again when told to.
 function avail(a) {
-away = a.away; need = a.need; applyGate();
-for (var k in a.el) { Object.assign($(k), a.el[k]); }
-clearTimeout(avail.t);
-avail.t = setTimeout(function () { socket.emit("availability"); }, a.ask_in);
+  away = a.away; need = a.need; applyGate();
+  for (var k in a.el) { Object.assign($(k), a.el[k]); }
+  clearTimeout(avail.t);
+  avail.t = setTimeout(function () { socket.emit("availability"); }, a.ask_in);
 }
 
 function connect() {
