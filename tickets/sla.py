@@ -225,7 +225,7 @@ def sla_status(ticket: Ticket, now: dt.datetime, *, session: Session | None = No
     session = session or object_session(ticket)
     if session is None:
         raise ValueError("sla_status needs a ticket attached to a session")
-    return status_of(clocks_for(session, [ticket.id]).get(ticket.id, []), now)
+    return sla_statuses(session, [ticket.id], now).get(ticket.id)  # the list's badges, for one ticket
 
 
 def sla_statuses(session: Session, ticket_ids: Iterable[int], now: dt.datetime) -> dict[int, SlaStatus | None]:

@@ -91,6 +91,7 @@ def on_connect(_auth: Any = None) -> bool:
         join_room(ALL_PRESENCE)
     presence().add(request.sid, Online(current_user.id, current_user.name, teams))
     _announce(teams)
+    _widgets_hear(teams, later=False)
     return True
 
 
@@ -177,6 +178,15 @@ def on_disconnect(*_args: Any) -> None:
     for room in mine:
         _forget(room, request.sid)
     _announce(gone.teams if gone else ())
+    if gone is not None:
+        _widgets_hear(gone.teams, later=True)
+
+
+def _widgets_hear(teams: tuple[int, ...], *, later: bool) -> None:
+    """Web-chat widgets switch between open and away as their team's first agent arrives or last one leaves."""
+    from web.widget_live import agents_changed
+
+    agents_changed(teams, later=later)
 
 
 def end_sockets(user_id: int) -> int:

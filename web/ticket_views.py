@@ -66,6 +66,13 @@ def meta(ticket_id: int) -> ResponseReturnValue:
     return render_template("_ticket_meta.html", **_context(ticket))
 
 
+@bp.get("/<int:ticket_id>/sla")
+@login_required
+def sla(ticket_id: int) -> ResponseReturnValue:
+    """The header's SLA badge alone, for live refresh: the list's badge computed for this one ticket."""
+    return render_template("_ticket_sla.html", ticket=visible_ticket(ticket_id))
+
+
 def _context(ticket: Ticket) -> dict[str, object]:
     session = get_session()
     ids = access.visible_inbox_ids(session, me())

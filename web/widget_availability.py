@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from connectors import webchat
 from inbox.db import utcnow
 from inbox.models import Inbox
-from tickets.business_hours import business_seconds, load_calendars
+from tickets.business_hours import business_seconds, load_calendars, open_intervals
 from tickets.metrics import Filters, Report, summarize
 
 WINDOW = dt.timedelta(days=14)
@@ -62,6 +62,33 @@ def is_open(session: Session, inbox: Inbox, now: dt.datetime | None = None) -> b
     calendar = load_calendars(session).for_inbox(inbox.id)
     start = now or utcnow()
     return business_seconds(start, start + dt.timedelta(minutes=1), calendar) > 0
+
+
+LOOK_AHEAD = 8  # days searched for the next opening or closing hour; a longer closure is asked about again later
+
+
+def next_change(session: Session, inbox: Inbox, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When ``is_open`` next flips for ``inbox`` (an opening or closing hour), or None: not within ``LOOK_AHEAD``
+    days, or no calendar (around the clock). ``is_open`` looks a minute ahead, so the team counts as open from a
+    minute before an opening hour until the closing hour; back-to-back hours (to midnight, from midnight) join."""
+    calendar = load_calendars(session).for_inbox(inbox.id)
+    if calendar is None:
+        return None
+    start = now or utcnow()
+    first = start.astimezone(calendar.tz).date() - dt.timedelta(days=1)
+    windows: list[tuple[dt.datetime, dt.datetime]] = []
+    for lo, hi in open_intervals(calendar, first, first + dt.timedelta(days=LOOK_AHEAD)):
+        lo -= dt.timedelta(minutes=1)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], max(windows[-1][1], hi))
+        else:
+            windows.append((lo, hi))
+    for lo, hi in windows:
+        if lo < start < hi:
+            return hi  # open now: closes at the end of this stretch
+        if start <= lo:
+            return lo  # closed now: opens just after this instant
+    return None
 
 
 def availability(session: Session, inbox: Inbox) -> dict[str, Any]:

@@ -4,8 +4,9 @@ Connect with ``auth={"inbox": public key, "token": signed visitor token, "profil
 "user": signed customer?}``. A bad inbox, origin or token is refused before anything is sent; a good one joins the
 room ``visitor:{visitor id}`` and receives ``history``. Events from the visitor: ``visitor:message`` (acked with the
 stored id; a resend of the same client id is stored once), ``visitor:typing`` (agents get ``visitor.typing`` in
-``ticket:{id}`` on the default namespace), ``visitor:read``. From us: ``agent:message`` (connectors.webchat, via
-the Redis queue), ``agent:typing``, ``read``, and ``visitor:message`` to the visitor's other tabs.
+``ticket:{id}`` on the default namespace), ``visitor:read``, ``availability`` (ask again, web.widget_live). From
+us: ``agent:message`` (connectors.webchat, via the Redis queue), ``agent:typing``, ``read``, ``visitor:message`` to
+the visitor's other tabs, and ``availability`` (open/away, on connect and to the inbox's room ``widget:{id}``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from inbox import events
 from inbox.identities import find_identity, live_contact, resolve_identity
 from inbox.ingest import message_payload
 from inbox.models import OPEN_STATUSES, Inbox, Message, Ticket
-from web import widget_presence
+from web import widget_live, widget_presence
 from web import widget_views as wv
 from web.db import get_session
 from web.realtime import socketio
@@ -93,6 +94,7 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
             "visitor:typing": self.on_typing,
             "visitor:read": self.on_read,
             "visitor:profile": self.on_profile,
+            widget_live.EVENT: self.on_availability,
         }.get(event)
         if handler is None:
             return None
@@ -128,12 +130,19 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         join_room(webchat.visitor_room(visitor_id))
         widget_presence.arrived(visitor_id, request.sid)  # type: ignore[attr-defined]
         emit("history", {"messages": wv.history(session, inbox, visitor_id, signed=user is not None)})
+        widget_live.joined(inbox)  # the inbox's room: open/away as it changes
         return True
 
     def on_disconnect(self, *_args: Any) -> None:
         with _lock:
             _visitors.pop(request.sid, None)  # type: ignore[attr-defined]
         widget_presence.left(request.sid)  # type: ignore[attr-defined]
+
+    def on_availability(self, _data: Any = None) -> None:
+        """The widget asks again at the opening/closing hour it was told (web.widget_live)."""
+        visitor = _current()
+        if visitor is not None:
+            widget_live.asked(visitor.inbox_id, visitor.ip)
 
     def on_message(self, data: Any = None) -> dict[str, Any]:
         visitor = _current()

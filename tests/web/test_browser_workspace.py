@@ -7,10 +7,13 @@ arrive without reloading.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 from sqlalchemy import select
 
 from inbox.db import utcnow
@@ -18,7 +21,8 @@ from inbox.ingest import ingest
 from inbox.models import Inbox, Message, SlaPolicy, SlaTarget, Ticket
 from tests.factories import inbound
 from tests.web.live import CHROMIUM
-from tests.web.test_browser import LEAD_EMAIL, Site, browser, live, signed_in, site  # noqa: F401 (fixtures)
+from tests.web.test_browser import LEAD_EMAIL, OUTSIDER_EMAIL, Site, browser, live, signed_in, site  # noqa: F401 (fixtures)
+from tickets import lifecycle, sla
 from web.demo import DEMO_EMAIL, DEMO_PASSWORD
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/deps.py)")
@@ -135,8 +139,6 @@ def test_sla_badge_in_list_and_header(browser: Browser, site: Site) -> None:  # 
             session, box.id, inbound(subject="Late one", sent_at=utcnow() - dt.timedelta(hours=2, minutes=15))
         )
         assert late is not None
-        from tickets import lifecycle
-
         lifecycle.add_tag(session, late.ticket, "sla-browser")
         session.commit()
         ticket_id = late.ticket_id
@@ -201,4 +203,140 @@ def test_instagram_open_copy_and_mark_answered(browser: Browser, site: Site) -> 
         assert out is not None and ticket is not None
         assert out.delivery_state == "manual" and ticket.first_response_at == out.created_at
     for page in (dana, lee):
+        page.context.close()
+
+
+def _sla_ticket(on: Site, tag: str, handle: str, waited: dt.timedelta, **policy: Any) -> int:
+    """An email ticket of ``handle``, tagged ``tag``, whose customer wrote ``waited`` ago; a policy for the tag."""
+    with on.session() as session:
+        box = session.scalar(select(Inbox).where(Inbox.channel == "email"))
+        assert box is not None
+        targets = policy.pop("targets")
+        row = SlaPolicy(name=f"Live {tag}", position=-1, inbox_id=box.id, tag=tag, **policy)
+        row.targets = [SlaTarget(priority=p, **t) for p, t in targets.items()]
+        session.add(row)
+        first = ingest(
+            session,
+            box.id,
+            inbound(
+                handle=handle, subject=f"Clock {tag}", message_id=f"<{tag}@example.com>", sent_at=utcnow() - waited
+            ),
+        )
+        assert first is not None
+        lifecycle.add_tag(session, first.ticket, tag)
+        session.commit()
+        return first.ticket_id
+
+
+def _head_badge(page: Page) -> Locator:
+    return page.locator(".ticket-head #ticket-sla .sla-badge")
+
+
+def _post(page: Page, path: str, **form: str) -> None:
+    """A form post as the page's signed-in user (its cookies and CSRF token), not through the page itself."""
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert token
+    got = page.request.post(f"{page.url.split('/tickets')[0]}{path}", form=form | {"csrf_token": token})
+    assert got.ok, got.status
+
+
+def test_header_sla_badge_follows_changes_made_elsewhere_live(browser: Browser, site: Site) -> None:  # noqa: F811
+    """Reply, customer message, priority change and solve by another agent (HTTP) or by the mail side (another
+    session) re-render the header badge of an open ticket page in place; an outsider hears nothing of it."""
+    targets = {
+        "normal": {"first_response_seconds": 7200, "next_response_seconds": 3600},
+        "urgent": {"first_response_seconds": 600, "next_response_seconds": 3600},
+    }
+    ticket_id = _sla_ticket(site, "sla-live", "clara@example.com", dt.timedelta(minutes=30), targets=targets)
+    lee = signed_in(browser, site, LEAD_EMAIL)
+    dana = signed_in(browser, site, DEMO_EMAIL, DEMO_PASSWORD)
+    otto = signed_in(browser, site, OUTSIDER_EMAIL)
+    live(otto)
+    open_ticket(lee, site, ticket_id)
+    dana.goto(f"{site.live.url}/tickets/{ticket_id}")
+    badge = _head_badge(lee)
+    expect(badge).to_have_attribute("data-sla-state", "running")
+    expect(badge).to_have_text(re.compile(r"^due in 1h (29|30)m$"))
+
+    _post(dana, f"/tickets/{ticket_id}/priority", priority="urgent")  # first response now due 10 min after start
+    expect(badge).to_have_attribute("data-sla-state", "overdue")
+    expect(badge).to_have_text(re.compile(r"^overdue (19|20)m$"))
+
+    _post(dana, f"/tickets/{ticket_id}/reply", text="Looking into it now.")  # the first response stops the clock
+    expect(badge).to_have_count(0)
+    expect(lee.locator("#thread")).to_contain_text("Looking into it now.")
+
+    with site.session() as session:  # the customer answers by mail: a next-response clock starts
+        again = ingest(
+            session,
+            session.scalar(select(Inbox.id).where(Inbox.channel == "email")),
+            inbound(
+                handle="clara@example.com",
+                subject="Re: Clock sla-live",
+                references=("<sla-live@example.com>",),
+                sent_at=utcnow(),
+            ),
+        )
+        session.commit()
+        assert again is not None and again.ticket_id == ticket_id
+    expect(badge).to_have_attribute("data-sla-state", "running")
+    expect(badge).to_have_text(re.compile(r"^due in (59m|1h 0m)$"))
+
+    _post(dana, f"/tickets/{ticket_id}/status", status="solved")  # a solve stops every clock
+    expect(badge).to_have_count(0)
+    assert lee.evaluate("window.__noReload") == "still here"
+
+    # Access: the badge fragment is the ticket's, so an agent of another team gets a 404 and never an event.
+    assert otto.request.get(f"{site.live.url}/tickets/{ticket_id}/sla").status == 404
+    assert lee.request.get(f"{site.live.url}/tickets/{ticket_id}/sla").status == 200
+    heard = otto.evaluate("window.helplineEvents")
+    assert [e for e in heard if isinstance(e[1], dict) and ticket_id in (e[1].get("id"), e[1].get("ticket_id"))] == []
+    for page in (lee, dana, otto):
+        page.context.close()
+
+
+def test_header_sla_badge_follows_the_sweep_live(browser: Browser, site: Site) -> None:  # noqa: F811
+    """Time alone changes nothing on the page; the sweep's warning and breach events re-render the header."""
+    warn = {"normal": {"first_response_seconds": 3600}}
+    lead = 15  # seconds until both clocks change state: time to open the pages first
+    created = time.monotonic()
+    # Warning 600 s after the customer wrote (3000 s before the due time): ``lead`` seconds from now.
+    warning_id = _sla_ticket(
+        site,
+        "sla-sweep-warn",
+        "wes@example.com",
+        dt.timedelta(seconds=600 - lead),
+        targets=warn,
+        warn_before_seconds=3000,
+    )
+    # Due ``lead`` seconds from now, already within its warning time.
+    breach_id = _sla_ticket(
+        site,
+        "sla-sweep-due",
+        "bea@example.com",
+        dt.timedelta(seconds=3600 - lead),
+        targets=warn,
+        warn_before_seconds=3000,
+    )
+    warning_page = signed_in(browser, site, LEAD_EMAIL)
+    breach_page = signed_in(browser, site, LEAD_EMAIL)
+    open_ticket(warning_page, site, warning_id)
+    open_ticket(breach_page, site, breach_id)
+    expect(_head_badge(warning_page)).to_have_attribute("data-sla-state", "running")
+    expect(_head_badge(breach_page)).to_have_attribute("data-sla-state", "warning")
+    # Both clocks move on; the pages don't poll, so nothing shows until an event says so.
+    warning_page.wait_for_timeout(max(0.0, created + lead + 1.5 - time.monotonic()) * 1000)
+    expect(_head_badge(warning_page)).to_have_attribute("data-sla-state", "running")
+    expect(_head_badge(breach_page)).to_have_attribute("data-sla-state", "warning")
+
+    with site.session() as session:
+        counts = sla.sweep_sla(session, utcnow())
+        session.commit()
+    assert counts[sla.WARNING] >= 1 and counts[sla.BREACH] >= 1
+    expect(_head_badge(warning_page)).to_have_attribute("data-sla-state", "warning")
+    expect(_head_badge(warning_page)).to_have_class(re.compile(r"\bsla-warn\b"))
+    expect(_head_badge(breach_page)).to_have_attribute("data-sla-state", "overdue")
+    expect(_head_badge(breach_page)).to_have_text(re.compile(r"^overdue 0m$"))
+    for page in (warning_page, breach_page):
+        assert page.evaluate("window.__noReload") == "still here"
         page.context.close()

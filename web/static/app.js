@@ -141,13 +141,20 @@
       }
       fetchHtml(body.dataset.metaUrl).then(function (html) { meta.innerHTML = html; });
     }, 150);
-    socket.on("message.created", function (p) { if (String(p.ticket_id) === ticketId) { refreshThread(); } });
+    // The header's SLA badge, as the list computes it (tickets.sla): a reply stops a clock, a customer message
+    // starts one, a priority or tag change re-targets it, the sweep's warning/breach and a solve are ticket events.
+    var refreshSla = debounce(function () {
+      fetchHtml(body.dataset.slaUrl).then(function (html) { $("#ticket-sla").innerHTML = html; });
+    }, 150);
+    socket.on("message.created", function (p) {
+      if (String(p.ticket_id) === ticketId) { refreshThread(); refreshSla(); }
+    });
     socket.on("message.updated", function (p) { if (String(p.ticket_id) === ticketId) { refreshThread(); } });
     socket.on("message.moved", function (p) {  // split off or moved: it left this ticket, or joined it
-      if (String(p.ticket_id) === ticketId || String(p.from_ticket_id) === ticketId) { refreshThread(); }
+      if (String(p.ticket_id) === ticketId || String(p.from_ticket_id) === ticketId) { refreshThread(); refreshSla(); }
     });
     ["ticket.updated", "ticket.assigned", "ticket.status_changed", "ticket.merged"].forEach(function (name) {
-      socket.on(name, function (p) { if (String(p.id) === ticketId) { refreshMeta(); } });
+      socket.on(name, function (p) { if (String(p.id) === ticketId) { refreshMeta(); refreshSla(); } });
     });
     socket.on("ticket.merged", function (p) {
       // This ticket was merged into another: its messages live there now.

@@ -86,6 +86,7 @@ function markRead() {
 function render(m) {
   var li = (m.client_id && shown["c:" + m.client_id]) || (m.id && shown[m.id]);
   if (!li) {
+    historyCount++;  // a conversation now: going away later asks nothing before the next message
     li = document.createElement("li");
     li.className = m.from === "agent" ? "agent" : "visitor";
     if (m.from === "agent" && m.author) {
@@ -156,6 +157,14 @@ function send(item) {
   });
 }
 
+// Open/away as it changes (web.widget_live): the texts and fields by element id, then ask again when told to.
+function avail(a) {
+  away = a.away; need = a.need; applyGate();
+  for (var k in a.el) { Object.assign($(k), a.el[k]); }
+  clearTimeout(avail.t);
+  avail.t = setTimeout(function () { socket.emit("availability"); }, a.ask_in);
+}
+
 function connect() {
   socket = window.helplineWidget.socket = window.io("/widget", {
     transports: ["websocket", "polling"],
@@ -180,6 +189,7 @@ function connect() {
     if (open) { markRead(); } else { unread += 1; unreadBox.textContent = String(unread); unreadBox.hidden = false; }
   });
   socket.on("visitor:message", render);  // sent from another tab of this visitor
+  socket.on("availability", avail);
   socket.on("read", function (r) {  // the agents have read up to this message of ours
     var upTo = shown["c:" + r.client_id];
     if (!upTo) { return; }
