@@ -39,6 +39,7 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "close_solved": ("workers.maintenance.close_solved", 3600),
     "sweep_sla": ("workers.sla_jobs.sweep_sla", 60),
     "sweep_telegram_updates": ("workers.telegram_updates.sweep_telegram_updates", 60),
+    "sweep_report_rebuild": ("workers.report_jobs.sweep_report_rebuild", 60),
 }
 _DONE = ("finished", "failed", "stopped", "canceled")
 
