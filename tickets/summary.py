@@ -244,14 +244,14 @@ def _refresh_before_commit(session: Session) -> None:
     session.flush()  # the last changes, so that their tickets are noted
     everything = session.info.pop(_ALL, False)
     ids = session.info.pop(_DIRTY, set())
-    if everything or ids:
-        summary_rebuild.lock_shared(session)  # never interleaved with a background rebuild's chunk
     if everything:
         # A new config version; every ticket is recomputed now (no Redis) or by a job after the commit.
         summary_rebuild.request(session, rebuild_all)
         if summary_rebuild.deferred(session) and ids:
+            summary_rebuild.lock_for_refresh(session, ids)
             refresh(session, ids)  # this commit's own tickets, with the new config, right away
     elif ids:
+        summary_rebuild.lock_for_refresh(session, ids)  # one writer per ticket; never inside a rebuild's chunk
         refresh(session, ids)
     session.info.pop(_DIRTY, None)  # our own rows are not history
 

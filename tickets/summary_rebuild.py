@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +82,23 @@ def deferred(session: Session) -> bool:
     return session.info.get(ENQUEUER) is not None
 
 
-def lock_shared(session: Session) -> None:
-    """Before a commit refreshes tickets (or renews the version): wait for a running step's chunk to commit."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock_shared(:id)"), {"id": LOCK_ID})
+def lock_for_refresh(session: Session, ticket_ids: Iterable[int] = ()) -> None:
+    """Before a commit writes summary rows (PostgreSQL; SQLite has one writer at a time anyway).
+
+    The tickets' rows ``FOR NO KEY UPDATE``, in id order: two commits on one ticket (two agents, or an agent and a
+    worker) refresh it one after the other, the second seeing the first's rows to delete, instead of both deleting
+    the old rows and each inserting a copy. Then the summary lock, shared: a background rebuild's chunk (which holds
+    it exclusively) commits before or after this commit's refresh, never interleaved with it. Neither lock blocks
+    the ``FOR KEY SHARE`` locks that a chunk takes on its tickets first, so the two cannot wait on each other."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    ids = sorted(set(ticket_ids))
+    for lo in range(0, len(ids), 1000):
+        chunk = ids[lo : lo + 1000]
+        session.execute(
+            select(Ticket.id).where(Ticket.id.in_(chunk)).order_by(Ticket.id).with_for_update(key_share=True)
+        )
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:id)"), {"id": LOCK_ID})
 
 
 def request(session: Session, rebuild_all: Callable[[Session], int]) -> str:
@@ -94,6 +107,7 @@ def request(session: Session, rebuild_all: Callable[[Session], int]) -> str:
     version = uuid.uuid4().hex
     workspace.set_setting(session, _version_key(), version)  # other processes reload their cached config
     if not deferred(session):
+        lock_for_refresh(session)  # settings first, then the lock, as a chunk takes them
         rebuild_all(session)  # marks any unfinished rebuild as done
         return version
     now = utcnow().isoformat()
@@ -156,8 +170,11 @@ def step(session: Session, version: str, batch: int = BATCH) -> str:
     config changed again: a newer job does the work)."""
     from tickets import summary  # summary imports this module
 
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # Lock order (a chunk, a ticket commit and a settings commit never wait on each other in a circle): the setting
+    # row (two jobs of one version take turns), then the chunk's tickets FOR KEY SHARE (after a commit holding one
+    # FOR UPDATE, as automation does, is through), then the summary lock exclusively (after the ticket commits that
+    # hold it shared are through).
     row = session.get(WorkspaceSetting, REBUILD_KEY, with_for_update=True, populate_existing=True)
     state = row.value if row is not None else None
     if not isinstance(state, dict) or state.get("version") != version:
@@ -167,12 +184,13 @@ def step(session: Session, version: str, batch: int = BATCH) -> str:
     if state.get("finished_at"):
         return "finished"
     after = int(state.get("after_id") or 0)
+    chunk = select(Ticket.id).where(Ticket.id > after, Ticket.merged_into_id.is_(None)).order_by(Ticket.id).limit(batch)
+    if postgresql:
+        chunk = chunk.with_for_update(read=True, key_share=True)
+    ids = list(session.scalars(chunk))
+    if postgresql:
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": LOCK_ID})
     now = utcnow().isoformat()
-    ids = list(
-        session.scalars(
-            select(Ticket.id).where(Ticket.id > after, Ticket.merged_into_id.is_(None)).order_by(Ticket.id).limit(batch)
-        )
-    )
     if not ids:
         # Rows past the last ticket (deleted ones) go as ``rebuild_all``'s DELETE would take them.
         session.execute(delete(ReportSample).where(ReportSample.ticket_id > after))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from typing import Any
 
 from redis import Redis
 from rq import Queue
 from rq.job import Job
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tickets import summary_rebuild
@@ -25,6 +27,7 @@ from workers import runtime
 
 log = logging.getLogger(__name__)
 
+RETRIES = 5  # a chunk that fails this many times in a row fails the job
 REBUILD_TIMEOUT = 3600  # seconds; a job killed by it is resumed at its cursor by the sweeper
 
 
@@ -32,9 +35,19 @@ def rebuild_summary(version: str, batch: int = summary_rebuild.BATCH) -> dict[st
     """Recompute the summary for config ``version``, one transaction per ``batch`` tickets. Returns how it ended."""
     factory = runtime.storage().factory
     chunks = 0
+    failures = 0
     while True:
-        with factory() as session, session.begin():
-            outcome = summary_rebuild.step(session, version, batch)
+        try:
+            with factory() as session, session.begin():
+                outcome = summary_rebuild.step(session, version, batch)
+        except OperationalError:  # a deadlock the database broke, a locked SQLite file: the chunk rolled back
+            failures += 1
+            if failures > RETRIES:
+                raise  # the sweeper enqueues the rebuild again, from its cursor
+            log.warning("report rebuild %s: chunk failed, retrying", version, exc_info=True)
+            time.sleep(0.2 * failures)
+            continue
+        failures = 0
         if outcome != "more":
             break
         chunks += 1

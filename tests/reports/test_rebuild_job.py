@@ -294,11 +294,11 @@ def test_jobs_and_ticket_commits_running_at_once_never_leave_wrong_rows(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    def agent() -> None:
+    def agent(tickets: tuple[int, ...]) -> None:
         try:
-            for i in range(8):
+            for i in range(12):
                 with factory() as session:
-                    ticket = session.get_one(Ticket, (world.t1, world.t2, world.t3, world.t6)[i % 4])
+                    ticket = session.get_one(Ticket, tickets[i % len(tickets)])
                     session.add(
                         Message(
                             ticket_id=ticket.id,
@@ -316,7 +316,8 @@ def test_jobs_and_ticket_commits_running_at_once_never_leave_wrong_rows(
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=f) for f in (job, job, agent)]
+    threads = [threading.Thread(target=job) for _ in range(2)]
+    threads += [threading.Thread(target=agent, args=(ts,)) for ts in ((world.t1, world.t2), (world.t3, world.t6))]
     for t in threads:
         t.start()
     for t in threads:
@@ -325,6 +326,108 @@ def test_jobs_and_ticket_commits_running_at_once_never_leave_wrong_rows(
     assert current(factory) == full_rebuild(factory)
     with factory() as session:
         assert summary_rebuild.status(session) is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_commits_on_one_ticket_at_once_leave_one_copy_of_its_rows(storage: Storage, world: World) -> None:
+    """Two agents answer the same ticket at the same moment. Each commit, once it has deleted the ticket's old rows,
+    waits up to a second for the other to get that far too: without a lock per ticket both get there and each
+    inserts a copy; with it the second waits until the first has committed and replaces its rows."""
+    deleted = [threading.Event(), threading.Event()]
+    errors: list[BaseException] = []
+
+    def agent(n: int) -> None:
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("DELETE FROM REPORT_SAMPLE"):
+                deleted[n].set()
+                deleted[1 - n].wait(timeout=1.0)
+
+        try:
+            with storage.factory() as session:
+                ticket = session.get_one(Ticket, world.t1)
+                session.add(
+                    Message(
+                        ticket_id=ticket.id,
+                        inbox_id=ticket.inbox_id,
+                        contact_id=ticket.contact_id,
+                        direction="outbound",
+                        channel="email",
+                        author_id=world.a,
+                        body_text=f"reply {n}",
+                        created_at=Z("2026-10-29 10:00") + dt.timedelta(minutes=n),
+                        delivery_state="sent",
+                    )
+                )
+                session.flush()
+                event.listen(session.connection(), "after_cursor_execute", after)
+                session.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert current(storage.factory) == full_rebuild(storage.factory)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_ticket_commit_never_interleaves_with_a_rebuild_chunk(deferring: Storage, world: World) -> None:
+    """The job's chunk and an agent's commit on a ticket of that chunk, each waiting at its DELETE for the other to
+    get there too: with the summary lock, the agent waits at the lock until the chunk has committed."""
+    factory = deferring.factory
+    version = tighten_first_response(factory)
+    deleted = {"job": threading.Event(), "agent": threading.Event()}
+    errors: list[BaseException] = []
+
+    def hook(me: str, other: str) -> Any:
+        def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("DELETE FROM REPORT_SAMPLE"):
+                deleted[me].set()
+                deleted[other].wait(timeout=1.0)
+
+        return after
+
+    def job() -> None:
+        try:
+            with factory() as session, session.begin():
+                event.listen(session.connection(), "after_cursor_execute", hook("job", "agent"))
+                assert summary_rebuild.step(session, version, batch=10) == "more"
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def agent() -> None:
+        try:
+            with factory() as session:
+                ticket = session.get_one(Ticket, world.t1)
+                session.add(
+                    Message(
+                        ticket_id=ticket.id,
+                        inbox_id=ticket.inbox_id,
+                        contact_id=ticket.contact_id,
+                        direction="outbound",
+                        channel="email",
+                        author_id=world.a,
+                        body_text="a reply while the rebuild runs",
+                        created_at=Z("2026-10-29 10:00"),
+                        delivery_state="sent",
+                    )
+                )
+                session.flush()
+                event.listen(session.connection(), "after_cursor_execute", hook("agent", "job"))
+                session.commit()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job), threading.Thread(target=agent)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert current(factory) == full_rebuild(factory)
 
 
 # -- the pages ------------------------------------------------------------------------------------------------------
