@@ -106,12 +106,12 @@ def request(session: Session, rebuild_all: Callable[[Session], int]) -> str:
     by a job after the commit). Returns the new version."""
     version = uuid.uuid4().hex
     workspace.set_setting(session, _version_key(), version)  # other processes reload their cached config
-    if not deferred(session):
+    total = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.merged_into_id.is_(None))) or 0
+    if not deferred(session) or not total:  # no Redis, or nothing to recompute (a new workspace's first calendar)
         lock_for_refresh(session)  # settings first, then the lock, as a chunk takes them
         rebuild_all(session)  # marks any unfinished rebuild as done
         return version
     now = utcnow().isoformat()
-    total = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.merged_into_id.is_(None))) or 0
     state = {
         "version": version,
         "after_id": 0,
