@@ -169,10 +169,10 @@ def _config(session: Session) -> tuple[Calendars, sla.Policies]:
 
 def rebuild_all(session: Session) -> int:
     """Recompute the whole summary (after bulk loads, a restore, or an upgrade from before the table). Flushes."""
+    summary_rebuild.mark_rebuilt(session)  # a background rebuild has nothing left to do (its row first, then...)
+    summary_rebuild.lock_for_refresh(session)  # ...the summary lock: the order a rebuild chunk takes them in
     session.execute(delete(ReportSample))
-    rows = refresh(session, session.scalars(select(Ticket.id).where(Ticket.merged_into_id.is_(None))))
-    summary_rebuild.mark_rebuilt(session, rows)
-    return rows
+    return refresh(session, session.scalars(select(Ticket.id).where(Ticket.merged_into_id.is_(None))))
 
 
 def discard_pending(session: Session) -> None:

@@ -108,7 +108,6 @@ def request(session: Session, rebuild_all: Callable[[Session], int]) -> str:
     workspace.set_setting(session, _version_key(), version)  # other processes reload their cached config
     total = session.scalar(select(func.count()).select_from(Ticket).where(Ticket.merged_into_id.is_(None))) or 0
     if not deferred(session) or not total:  # no Redis, or nothing to recompute (a new workspace's first calendar)
-        lock_for_refresh(session)  # settings first, then the lock, as a chunk takes them
         rebuild_all(session)  # marks any unfinished rebuild as done
         return version
     now = utcnow().isoformat()
@@ -126,8 +125,8 @@ def request(session: Session, rebuild_all: Callable[[Session], int]) -> str:
     return version
 
 
-def mark_rebuilt(session: Session, rows: int) -> None:
-    """``summary.rebuild_all`` ran in this transaction: an unfinished background rebuild has nothing left to do."""
+def mark_rebuilt(session: Session) -> None:
+    """``summary.rebuild_all`` runs in this transaction: an unfinished background rebuild has nothing left to do."""
     state = workspace.get_setting(session, REBUILD_KEY)
     if not isinstance(state, dict) or state.get("finished_at"):
         return

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inbox import workspace
 from inbox.config import Settings
 from inbox.db import utcnow
-from inbox.models import Message, Ticket, User
+from inbox.models import Inbox, Message, Ticket, User
 from inbox.report_models import ReportSample
 from inbox.runtime import Storage
 from inbox.settings_models import WorkspaceSetting
@@ -198,6 +198,21 @@ def test_the_commits_own_tickets_are_refreshed_at_once_with_the_new_calendar(def
 def summary_version(factory: sessionmaker[Session]) -> str:
     with factory() as session:
         return str(workspace.get_setting(session, summary.VERSION_KEY))
+
+
+def test_moving_an_inbox_to_another_team_is_rebuilt_by_the_job(deferring: Storage, world: World, redis: Redis) -> None:
+    factory = deferring.factory
+    with SummaryWrites(deferring) as writes, factory() as session:
+        inbox = session.get_one(Inbox, world.inbox2)
+        inbox.team_id = world.team1  # inbox 2 now counts in team 1's calendar
+        session.commit()
+    assert writes.statements == []
+    with factory() as session:
+        assert summary_rebuild.status(session) is not None
+    work(redis)
+    assert current(factory) == full_rebuild(factory)
+    with factory() as session:
+        assert summary_rebuild.status(session) is None
 
 
 def test_a_second_change_mid_rebuild_restarts_it(deferring: Storage, world: World, redis: Redis) -> None:
