@@ -8,15 +8,15 @@ those same functions, and stored; a report then selects the rows of a figure tha
 
 Keeping it current: a session listener notes every ticket whose messages, events, tags or fields were flushed,
 and before the commit recomputes those tickets' rows in the same transaction, so a report never sees a history
-without its summary. A change to a business calendar, holiday or SLA policy recomputes every ticket (that is
-long on a big workspace, but rare). Rows written around the ORM (bulk INSERTs, a restore) are filled by
-``rebuild_all`` (``helpline reports rebuild``).
+without its summary. A change to a business calendar, holiday, SLA policy or an inbox's team changes every
+ticket's rows: ``tickets.summary_rebuild`` has a worker job recompute them in chunks after the commit (the
+reports page says so meanwhile), or, in a process without Redis, recomputes them in the commit itself. Rows
+written around the ORM (bulk INSERTs, a restore) are filled by ``rebuild_all`` (``helpline reports rebuild``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,7 +27,7 @@ from inbox import workspace
 from inbox.models import Inbox, Message, Ticket, TicketEvent, TicketTag
 from inbox.report_models import CsatRating, ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget
-from tickets import sla
+from tickets import sla, summary_rebuild
 from tickets.business_hours import Calendars, business_seconds, load_calendars
 from tickets.metrics import (
     REPLY,
@@ -169,6 +169,8 @@ def _config(session: Session) -> tuple[Calendars, sla.Policies]:
 
 def rebuild_all(session: Session) -> int:
     """Recompute the whole summary (after bulk loads, a restore, or an upgrade from before the table). Flushes."""
+    summary_rebuild.mark_rebuilt(session)  # a background rebuild has nothing left to do (its row first, then...)
+    summary_rebuild.lock_for_refresh(session)  # ...the summary lock: the order a rebuild chunk takes them in
     session.execute(delete(ReportSample))
     return refresh(session, session.scalars(select(Ticket.id).where(Ticket.merged_into_id.is_(None))))
 
@@ -243,9 +245,13 @@ def _refresh_before_commit(session: Session) -> None:
     everything = session.info.pop(_ALL, False)
     ids = session.info.pop(_DIRTY, set())
     if everything:
-        workspace.set_setting(session, VERSION_KEY, uuid.uuid4().hex)  # other processes reload their cache
-        rebuild_all(session)
+        # A new config version; every ticket is recomputed now (no Redis) or by a job after the commit.
+        summary_rebuild.request(session, rebuild_all)
+        if summary_rebuild.deferred(session) and ids:
+            summary_rebuild.lock_for_refresh(session, ids)
+            refresh(session, ids)  # this commit's own tickets, with the new config, right away
     elif ids:
+        summary_rebuild.lock_for_refresh(session, ids)  # one writer per ticket; never inside a rebuild's chunk
         refresh(session, ids)
     session.info.pop(_DIRTY, None)  # our own rows are not history
 

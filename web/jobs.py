@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, flash, g, request
+
+from tickets.summary_rebuild import DEFERRED
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +34,35 @@ def enqueue_delivery(message_id: int) -> None:
 def init_app(app: Flask) -> None:
     """Point the workers' runtime at this app's Redis, so an enqueue never starts an embedded Redis of its own."""
     url = app.config.get("HELPLINE_REDIS_URL")
+    app.after_request(_rebuild_notice)
     try:
-        from workers import runtime
+        from workers import report_jobs, runtime
         from workers.automation_jobs import remove_automation_enqueuer
     except ImportError:
         return
+    factory = app.extensions["helpline"].factory
     if not url:
         # No Redis for this app: no automation jobs either (an enqueuer left by an earlier app in this process, as
-        # in the tests, would otherwise start an embedded Redis in the working directory).
+        # in the tests, would otherwise start an embedded Redis in the working directory), and a settings change
+        # recomputes the report summary inside its own commit.
         remove_automation_enqueuer()
+        report_jobs.uninstall(factory)
         return
+    # A calendar, holiday, SLA policy or inbox team change recomputes the report summary in a worker job.
+    report_jobs.install(factory, url)
     runtime.configure(app.config["HELPLINE_SETTINGS"], url)
     from workers.automation_jobs import install_automation_enqueuer
 
     install_automation_enqueuer()  # agents' changes and chat messages run automation rules and webhooks
+
+
+def _rebuild_notice(response: Response) -> Response:
+    """After a page's commit left the report summary to a background rebuild, say so on the next page."""
+    session = g.get("db_session")
+    if session is not None and session.info.pop(DEFERRED, None) and request.blueprint != "api":
+        flash("Report figures are being recomputed in the background after this change; the reports page shows "
+              "the progress.", "info")
+    return response
 
 
 def automation_changed(wanted: dict[str, list[str]]) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from inbox.db import utcnow
 from inbox.models import CHANNELS, OPEN_STATUSES, Inbox, Team, TeamMember, Ticket, User
-from tickets import sla
+from tickets import sla, summary_rebuild
 from tickets.csat import SATISFIED
 from tickets.metrics import Filters, Sample, Summary, group, group_key, open_load, time_buckets
 from tickets.summary import SummaryReport as Report
@@ -394,6 +394,7 @@ def index() -> ResponseReturnValue:
         backlog_at=backlog_at,
         cell=cell,
         options=_options(session, user, q.filters.inbox_ids),
+        rebuild=summary_rebuild.status(session),
     )
 
 

@@ -41,6 +41,7 @@ PERIODIC: dict[str, tuple[str, int]] = {
     "sweep_telegram_updates": ("workers.telegram_updates.sweep_telegram_updates", 60),
     "sweep_webhooks": ("workers.automation_jobs.sweep_webhooks", 60),
     "sweep_automation_events": ("workers.automation_jobs.sweep_automation_events", 60),
+    "sweep_report_rebuild": ("workers.report_jobs.sweep_report_rebuild", 60),
 }
 _DONE = ("finished", "failed", "stopped", "canceled")
 

@@ -88,10 +88,10 @@ def test_tick_enqueues_due_polls_and_sweeps_once(wk: Storage, stub: StubServer, 
     first = schedule.tick()
     assert first == {"polls": [polled], "periodic": ["sweep_outbox", "wake_snoozed", "close_solved", "sweep_sla",
                                                  "sweep_telegram_updates", "sweep_webhooks",
-                                                 "sweep_automation_events"]}
+                                                 "sweep_automation_events", "sweep_report_rebuild"]}
     assert schedule.tick() == {"polls": [], "periodic": []}  # nothing is due twice within its interval
     assert Queue(INBOUND, connection=redis).count == 1
-    assert Queue(DEFAULT, connection=redis).count == 7
+    assert Queue(DEFAULT, connection=redis).count == 8
     work(redis)  # the sweeps run for real
     redis.delete(f"helpline:due:poll:{polled}")  # the interval passed
     assert schedule.tick()["polls"] == [polled]
