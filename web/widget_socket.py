@@ -5,7 +5,8 @@ Connect with ``auth={"inbox": public key, "token": signed visitor token, "profil
 room ``visitor:{visitor id}`` and receives ``history``. Events from the visitor: ``visitor:message`` (acked with the
 stored id; a resend of the same client id is stored once), ``visitor:typing`` (agents get ``visitor.typing`` in
 ``ticket:{id}`` on the default namespace), ``visitor:read``. From us: ``agent:message`` (connectors.webchat, via
-the Redis queue), ``agent:typing``, ``read``, and ``visitor:message`` to the visitor's other tabs.
+the Redis queue), ``agent:typing``, ``read``, ``visitor:message`` to the visitor's other tabs, and ``csat:ask``
+after an agent solved the chat (web.widget_csat: on solve, and on connect until rated).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from inbox import events
 from inbox.identities import find_identity, live_contact, resolve_identity
 from inbox.ingest import message_payload
 from inbox.models import OPEN_STATUSES, Inbox, Message, Ticket
-from web import widget_presence
+from web import widget_csat, widget_presence
 from web import widget_views as wv
 from web.db import get_session
 from web.realtime import socketio
@@ -128,6 +129,7 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         join_room(webchat.visitor_room(visitor_id))
         widget_presence.arrived(visitor_id, request.sid)  # type: ignore[attr-defined]
         emit("history", {"messages": wv.history(session, inbox, visitor_id, signed=user is not None)})
+        widget_csat.ask_on_connect(session, inbox, visitor_id)  # a solved chat not yet rated: "How did we do?"
         return True
 
     def on_disconnect(self, *_args: Any) -> None:
