@@ -214,17 +214,10 @@ def ask_in_chat(session: Session, ticket: Ticket, solved_at: dt.datetime, *, sec
     """Ask the survey of one solve of a web-chat ticket in its visitors' widgets (live if they are connected;
     ``chat_survey`` asks again when they come back). Recorded as ``csat_sent`` ``via`` webchat. Flushes.
 
-    False when the customer last wrote on another channel (their email answer to an offline reply): then the
-    email survey goes to that address instead."""
-    identity_id = session.scalar(
-        select(Message.identity_id)
-        .where(Message.ticket_id == ticket.id, Message.direction == "inbound", Message.identity_id.is_not(None))
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
-    last = session.get(Identity, identity_id) if identity_id is not None else None
+    False for a ticket of another channel. A web-chat ticket never gets the survey email, even when the visitor
+    answered an offline reply by email: the address was typed, not verified, and the widget asks on return."""
     visitors = chat_visitors(session, ticket)
-    if last is None or last.channel != "webchat" or not visitors:
+    if not visitors:
         return False
     if surveyed(session, ticket.id, solved_at):
         return True
