@@ -70,6 +70,7 @@ def test_visitor_rates_the_solved_chat_in_the_widget(
     survey = chat.locator("#csat")
     expect(survey).to_be_visible(timeout=10_000)
     expect(chat.locator("#csat-question")).to_have_text("How did we do?")
+    expect(chat.locator("#log li.agent p").last).to_be_in_viewport()  # the log keeps its end in view
     scores = chat.get_by_role("group", name="How did we do?").get_by_role("button")
     expect(scores).to_have_count(5)
     four = chat.get_by_role("button", name="4 of 5, good")

@@ -251,3 +251,20 @@ def test_no_question_when_the_survey_is_off_or_expired(
     wait_for(lambda: last.events("history"))
     time.sleep(0.3)
     assert asked(last) == []
+
+
+def test_a_solve_committed_by_a_worker_reaches_the_widget(
+    app: Flask, redis_url: str, widget: Widget, visitors: Callable[..., Visitor]
+) -> None:
+    """Workers (an automation rule that solves) publish through the Redis queue: the question still reaches the
+    visitor's room on the /widget namespace."""
+    from inbox.events import DomainEvent
+    from workers.runtime import SocketIOEmitter
+
+    switch_survey(app)
+    visitor = visitors(widget)
+    ticket_id = start_chat(app, visitor, widget)
+    payload = {"ticket_id": ticket_id, "survey": "token-from-a-worker"}
+    room = f"visitor:{visitor.token.split('.')[0]}"
+    SocketIOEmitter(redis_url)(DomainEvent(csat.WIDGET_EVENT, room, payload, csat.WIDGET_NAMESPACE))
+    assert wait_for(lambda: asked(visitor)) == [payload]

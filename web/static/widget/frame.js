@@ -303,14 +303,15 @@ var survey = null, rated = 0, csat = $("csat");
 function csatSay(note) { $("csat-status").textContent = note; }
 function askRating(s) {
   survey = s.survey;
-  showRating(0, "");
   $("csat-more").hidden = true;
   csat.hidden = false;
+  showRating(0, "");
 }
-function showRating(score, note) {  // the pressed score, and the line under the buttons
+function showRating(score, note) {  // the pressed score and the line under the buttons; the log keeps its end in view
   rated = score;
   csat.querySelectorAll("[data-score]").forEach(function (b) { b.setAttribute("aria-pressed", b.dataset.score == score); });
   csatSay(note);
+  log.scrollTop = log.scrollHeight;
 }
 function sendRating(score) {
   var comment = $("csat-comment").value.trim();
@@ -321,8 +322,8 @@ function sendRating(score) {
   }).then(function (r) { return r.json(); })
     .then(function (b) {
       if (!b.ok) { return csatSay(b.error); }
-      showRating(score, comment ? "Thank you for your feedback!" : "Thanks! You rated us " + score + " of 5.");
       $("csat-more").hidden = !!comment;
+      showRating(score, comment ? "Thank you for your feedback!" : "Thanks! You rated us " + score + " of 5.");
     })
     .catch(function () { csatSay("Not sent, try again."); });
 }
