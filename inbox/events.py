@@ -34,6 +34,7 @@ class DomainEvent:
     name: str
     room: str
     payload: dict[str, Any] = field(default_factory=dict)
+    namespace: str = "/"  # the Socket.IO namespace of the room: "/" for agents, "/widget" for website visitors
 
 
 Publisher = Callable[[DomainEvent], None]
@@ -50,9 +51,9 @@ def remove_publisher(fn: Publisher) -> None:
         _publishers.remove(fn)
 
 
-def record(session: Session, name: str, room: str, payload: dict[str, Any]) -> None:
+def record(session: Session, name: str, room: str, payload: dict[str, Any], *, namespace: str = "/") -> None:
     """Queue an event to publish when ``session`` commits; dropped if it rolls back."""
-    session.info.setdefault("pending_events", []).append(DomainEvent(name, room, payload))
+    session.info.setdefault("pending_events", []).append(DomainEvent(name, room, payload, namespace))
 
 
 def publish(ev: DomainEvent) -> None:

@@ -1,7 +1,10 @@
 """Customer satisfaction: a one-question survey after a solve, answered through a signed, expiring link.
 
-When a ticket is solved and the workspace setting ``csat_enabled`` is on, the commit that solves it also queues
-the survey for email tickets: an automatic outbound message (``is_auto``, so it goes out with
+When a ticket is solved and the workspace setting ``csat_enabled`` is on, the commit that solves it also sends
+the survey. Web-chat tickets are asked in the chat widget (``ask_in_chat``: a ``csat:ask`` event to the visitor's
+room, and again each time the widget connects until the solve is rated or the survey expires; the widget rates
+through ``web.widget_csat``, which checks that the visitor wrote on the ticket, then calls ``rate``). Email
+tickets get an automatic outbound message (``is_auto``, so it goes out with
 ``Auto-Submitted: auto-generated`` and never counts as an agent reply) through the normal outbox, with links to
 ``/rate/<token>``. The token is signed with the app's secret key and names the ticket and the solve; it expires
 after ``LINK_DAYS``. A rating (1-5, optional comment) is stored once per solve (changing it replaces it), audited
@@ -20,7 +23,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, UOWTransaction
 
-from inbox import audit, workspace
+from inbox import audit, events, workspace
 from inbox.db import utcnow
 from inbox.models import Identity, Message, Ticket, TicketEvent
 from inbox.report_models import CsatRating
@@ -32,6 +35,9 @@ LINK_DAYS = 14
 SATISFIED = 4  # a score of 4 or 5 counts as satisfied
 MAX_COMMENT = 2000
 _SOLVED = "csat_solved"
+DONE = ("solved", "closed")
+WIDGET_EVENT = "csat:ask"  # to the visitor's room on the /widget namespace: {"ticket_id", "survey": token}
+WIDGET_NAMESPACE = "/widget"  # connectors.webchat.NAMESPACE (tickets/ does not import connectors/)
 
 
 class BadLink(ValueError):
@@ -144,6 +150,111 @@ def rate(session: Session, ticket: Ticket, solved_at: dt.datetime, score: int, c
     return row
 
 
+def current_solve(session: Session, ticket: Ticket) -> dt.datetime | None:
+    """The solve a done (solved or closed) ticket is in: the instant of its last move to ``solved`` since it was
+    last reopened (the ``solved_at`` the survey of that solve names). None for an open ticket, or one closed
+    without a solve."""
+    if ticket.status not in DONE or ticket.merged_into_id is not None:
+        return None
+    solve: dt.datetime | None = None
+    changes = session.execute(
+        select(TicketEvent.data, TicketEvent.created_at)
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "status")
+        .order_by(TicketEvent.id)
+    )
+    for data, at in changes:
+        data = data or {}
+        if data.get("to") == "solved" and data.get("from") not in DONE:
+            solve = at
+        elif data.get("to") not in DONE:
+            solve = None  # reopened: a later solve asks again
+    return solve
+
+
+def expired(solved_at: dt.datetime, now: dt.datetime | None = None) -> bool:
+    """A survey is open for ``LINK_DAYS`` after its solve, in the chat as by the email link."""
+    return (now or utcnow()) - solved_at > dt.timedelta(days=LINK_DAYS)
+
+
+def surveyed(session: Session, ticket_id: int, solved_at: dt.datetime) -> bool:
+    """Whether the commit of that solve sent its survey (by email or in the chat): the switch was on then."""
+    sent = session.scalars(
+        select(TicketEvent.data).where(TicketEvent.ticket_id == ticket_id, TicketEvent.kind == "csat_sent")
+    )
+    return any((d or {}).get("solved_at") == solved_at.isoformat() for d in sent)
+
+
+def rating_of(session: Session, ticket_id: int, solved_at: dt.datetime) -> CsatRating | None:
+    """The rating of one solve, if the customer gave one."""
+    stmt = select(CsatRating).where(CsatRating.ticket_id == ticket_id, CsatRating.solved_at == solved_at)
+    return session.scalar(stmt)
+
+
+def chat_visitors(session: Session, ticket: Ticket) -> list[str]:
+    """The web-chat visitor ids (identity handles) that wrote on this ticket in its own (web-chat) inbox: the
+    visitors whose widget may show and rate its survey."""
+    if ticket.channel != "webchat":
+        return []
+    return sorted(
+        session.scalars(
+            select(Identity.handle)
+            .join(Message, Message.identity_id == Identity.id)
+            .where(
+                Message.ticket_id == ticket.id,
+                Message.inbox_id == ticket.inbox_id,
+                Message.direction == "inbound",
+                Identity.channel == "webchat",
+            )
+            .distinct()
+        )
+    )
+
+
+def ask_in_chat(session: Session, ticket: Ticket, solved_at: dt.datetime, *, secret_key: str) -> bool:
+    """Ask the survey of one solve of a web-chat ticket in its visitors' widgets (live if they are connected;
+    ``chat_survey`` asks again when they come back). Recorded as ``csat_sent`` ``via`` webchat. Flushes.
+
+    False for a ticket of another channel. A web-chat ticket never gets the survey email, even when the visitor
+    answered an offline reply by email: the address was typed, not verified, and the widget asks on return."""
+    visitors = chat_visitors(session, ticket)
+    if not visitors:
+        return False
+    if surveyed(session, ticket.id, solved_at):
+        return True
+    audit.log(session, ticket, "csat_sent", data={"solved_at": solved_at.isoformat(), "via": "webchat"})
+    payload = {"ticket_id": ticket.id, "survey": make_token(secret_key, ticket.id, solved_at)}
+    for handle in visitors:
+        events.record(session, WIDGET_EVENT, f"visitor:{handle}", payload, namespace=WIDGET_NAMESPACE)
+    return True
+
+
+def chat_survey(session: Session, inbox_id: int, visitor_id: str) -> tuple[Ticket, dt.datetime] | None:
+    """The survey a web-chat visitor's widget shows when it connects: about the visitor's newest ticket on this
+    inbox, if it is solved (or closed after a solve), its survey was sent, it is unrated and not expired."""
+    ticket = session.scalar(
+        select(Ticket)
+        .join(Message, Message.ticket_id == Ticket.id)
+        .join(Identity, Message.identity_id == Identity.id)
+        .where(
+            Ticket.inbox_id == inbox_id,
+            Message.inbox_id == inbox_id,
+            Message.direction == "inbound",
+            Identity.channel == "webchat",
+            Identity.handle == visitor_id,
+        )
+        .order_by(Ticket.id.desc())
+        .limit(1)
+    )
+    if ticket is None or not enabled(session):
+        return None
+    solved_at = current_solve(session, ticket)
+    if solved_at is None or expired(solved_at) or not surveyed(session, ticket.id, solved_at):
+        return None
+    if rating_of(session, ticket.id, solved_at) is not None:
+        return None
+    return ticket, solved_at
+
+
 def latest(session: Session, ticket_id: int) -> CsatRating | None:
     """The rating of the ticket's latest rated solve, for the ticket page."""
     return session.scalar(
@@ -174,6 +285,8 @@ def _send_surveys(session: Session) -> None:
         ticket = session.get(Ticket, ticket_id)
         if ticket is None or ticket.merged_into_id is not None:
             continue
+        if ask_in_chat(session, ticket, solved_at, secret_key=settings.secret_key):
+            continue  # a web-chat visitor is asked in the widget, not by email
         queue_survey(
             session,
             ticket,

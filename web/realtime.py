@@ -23,7 +23,7 @@ socketio = SocketIO()
 
 
 def _relay(ev: events.DomainEvent) -> None:
-    socketio.emit(ev.name, ev.payload, to=ev.room)
+    socketio.emit(ev.name, ev.payload, to=ev.room, namespace=ev.namespace)
 
 
 def same_origin(base_url: str) -> Callable[[str | None, Mapping[str, Any]], bool]:

@@ -6,7 +6,8 @@ room ``visitor:{visitor id}`` and receives ``history``. Events from the visitor:
 stored id; a resend of the same client id is stored once), ``visitor:typing`` (agents get ``visitor.typing`` in
 ``ticket:{id}`` on the default namespace), ``visitor:read``, ``availability`` (ask again, web.widget_live). From
 us: ``agent:message`` (connectors.webchat, via the Redis queue), ``agent:typing``, ``read``, ``visitor:message`` to
-the visitor's other tabs, and ``availability`` (open/away, on connect and to the inbox's room ``widget:{id}``).
+the visitor's other tabs, ``availability`` (open/away, on connect and to the inbox's room ``widget:{id}``), and
+``csat:ask`` after an agent solved the chat (web.widget_csat: on solve, and on connect until rated).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from inbox import events
 from inbox.identities import find_identity, live_contact, resolve_identity
 from inbox.ingest import message_payload
 from inbox.models import OPEN_STATUSES, Inbox, Message, Ticket
-from web import widget_live, widget_presence
+from web import widget_csat, widget_live, widget_presence
 from web import widget_views as wv
 from web.db import get_session
 from web.realtime import socketio
@@ -131,6 +132,7 @@ class WidgetNamespace(Namespace):  # type: ignore[misc]
         widget_presence.arrived(visitor_id, request.sid)  # type: ignore[attr-defined]
         emit("history", {"messages": wv.history(session, inbox, visitor_id, signed=user is not None)})
         widget_live.joined(inbox)  # the inbox's room: open/away as it changes
+        widget_csat.ask_on_connect(session, inbox, visitor_id)  # a solved chat not yet rated: "How did we do?"
         return True
 
     def on_disconnect(self, *_args: Any) -> None:

@@ -425,7 +425,7 @@ def demo_shop() -> ResponseReturnValue:
 
 def init_app(app: Flask) -> None:
     """Register the widget's routes and its Socket.IO namespace (after ``realtime.init_app`` made the server)."""
-    from web import security, widget_socket
+    from web import security, widget_csat, widget_socket  # noqa: F401 (widget_csat adds its route to bp first)
 
     overrides = app.config.get("HELPLINE_WIDGET_LIMITS") or parse_limits(os.environ.get("HELPLINE_WIDGET_LIMITS", ""))
     app.extensions["helpline_widget_limits"] = Limits(**overrides)

@@ -138,7 +138,7 @@ class SocketIOEmitter:
 
     def __call__(self, ev: events.DomainEvent) -> None:
         self.warm()
-        self._socketio.emit(ev.name, ev.payload, to=ev.room)
+        self._socketio.emit(ev.name, ev.payload, to=ev.room, namespace=ev.namespace)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SocketIOEmitter) and other.url == self.url

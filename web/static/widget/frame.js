@@ -190,6 +190,7 @@ function connect() {
   });
   socket.on("visitor:message", render);  // sent from another tab of this visitor
   socket.on("availability", avail);
+  socket.on("csat:ask", askRating);  // an agent solved the chat: "How did we do?"
   socket.on("read", function (r) {  // the agents have read up to this message of ours
     var upTo = shown["c:" + r.client_id];
     if (!upTo) { return; }
@@ -305,6 +306,41 @@ $("file").addEventListener("change", function () {
     })
     .catch(function () { showError("The file could not be sent."); });
 });
+// The satisfaction survey after an agent solved the chat: csat:ask (live, or when the widget connects while the
+// solve is unrated) shows "How did we do?"; a click on a score rates at once, through the code path of the email
+// link (web/widget_csat.py); a comment may follow, and a new answer replaces the last (one rating per solve).
+var survey = null, rated = 0, csat = $("csat");
+function csatSay(note) { $("csat-status").textContent = note; }
+function askRating(s) {
+  survey = s.survey;
+  $("csat-more").hidden = true;
+  csat.hidden = false;
+  showRating(0, "");
+}
+function showRating(score, note) {  // the pressed score and the line under the buttons; the log keeps its end in view
+  rated = score;
+  csat.querySelectorAll("[data-score]").forEach(function (b) { b.setAttribute("aria-pressed", b.dataset.score == score); });
+  csatSay(note);
+  log.scrollTop = log.scrollHeight;
+}
+function sendRating(score) {
+  var comment = $("csat-comment").value.trim();
+  fetch("/widget/api/rating", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ inbox: inbox, token: token, survey: survey, score: score, comment: comment })
+  }).then(function (r) { return r.json(); })
+    .then(function (b) {
+      if (!b.ok) { return csatSay(b.error); }
+      $("csat-more").hidden = !!comment;
+      showRating(score, comment ? "Thank you for your feedback!" : "Thanks! You rated us " + score + " of 5.");
+    })
+    .catch(function () { csatSay("Not sent, try again."); });
+}
+csat.onclick = function (e) { var score = +e.target.dataset.score; if (score) { sendRating(score); } };
+$("csat-more").onsubmit = function (e) { e.preventDefault(); sendRating(rated); };
+$("compose").addEventListener("submit", function () { csat.hidden = true; });  // writing again reopens the chat
+
 var fragment = /[#&]t=([^&]+)/.exec(location.hash), signed = /[#&]u=([^&]+)/.exec(location.hash);
 token = fragment ? decodeURIComponent(fragment[1]) : store.get(tokenKey);
 try { user = signed ? JSON.parse(decodeURIComponent(signed[1])) : null; } catch (e) { user = null; }
