@@ -262,6 +262,13 @@ def test_helpline_reports_rebuild_refills_the_summary(tmp_path: Path) -> None:
     assert count() == kept
     again = subprocess.run([*cli, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0 and "filled" not in again.stdout  # only when it is empty
+    # An upgrade that left the summary without its backlog rows (open tickets, no stretch): refilled as well.
+    db.execute("DELETE FROM report_open")
+    db.commit()
+    lacking = subprocess.run([*cli, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert lacking.returncode == 0, lacking.stderr
+    assert f"report summary filled from the tickets' history: {kept} rows" in lacking.stdout
+    assert count() == kept
     db.close()
 
 
