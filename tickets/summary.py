@@ -421,10 +421,7 @@ class SummaryReport(Report):
             # The first instant of each bucket after the first: local midnight of its first day (a midnight that
             # does not exist is read with the offset before the change, i.e. the first instant of that day).
             bounds = [dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC) for day in buckets[1:]]
-            if not bounds:
-                return literal(0), lambda i: buckets[int(i)]
-            index = case(*((c.end_at < at, i) for i, at in enumerate(bounds)), else_=len(bounds))
-            return index, lambda i: buckets[int(i)]
+            return _bucket_index(c.end_at, bounds, 0, len(bounds)), lambda i: buckets[int(i)]
         if by in ("day", "week", "month"):
             local = func.timezone(self.filters.tz, c.end_at)  # wall-clock time in the report's zone
             if by == "day":
@@ -569,6 +566,18 @@ class SummaryReport(Report):
         ).label("band")
         found: dict[int, int] = {b: n for b, n in self.session.execute(select(band, func.count()).group_by(band))}
         return [int(found.get(i, 0)) for i in range(len(bands))]
+
+
+def _bucket_index(column: Any, bounds: Sequence[dt.datetime], lo: int, hi: int) -> Any:
+    """The number of ``bounds[lo:hi]`` at or before ``column`` plus ``lo`` (its bucket), as nested ``CASE``s that
+    halve the range at each level: about 7 comparisons per row for 90 days instead of up to 90."""
+    if lo >= hi:
+        return literal(lo)
+    mid = (lo + hi) // 2
+    return case(
+        (column < bounds[mid], _bucket_index(column, bounds, lo, mid)),
+        else_=_bucket_index(column, bounds, mid + 1, hi),
+    )
 
 
 def _same(value: Any) -> Any:
