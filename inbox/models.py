@@ -281,7 +281,7 @@ class Quarantine(Base):
 # Base.metadata (Alembic, tests) has them.
 from inbox.automation_models import AutomationRule, WebhookDelivery, WebhookSubscription  # noqa: E402, F401
 from inbox.people_models import CannedResponse, Invite, UserProfile  # noqa: E402, F401
-from inbox.report_models import CsatRating, ReportSample  # noqa: E402, F401
+from inbox.report_models import CsatRating, ReportOpen, ReportSample  # noqa: E402, F401
 from inbox.settings_models import AuditLog, WorkspaceSetting  # noqa: E402, F401
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget  # noqa: E402, F401
 from inbox.telegram_models import TelegramUpdate  # noqa: E402, F401

@@ -41,6 +41,33 @@ class ReportSample(Base):
     met: Mapped[bool | None] = mapped_column(Boolean)
 
 
+class ReportOpen(Base):
+    """One stretch of time during which a ticket was open with the same assignee and team: the backlog's rows.
+
+    The backlog is a state at an instant, not something that ends in a period, so it does not fit ``report_sample``
+    (a sample's row is selected by when it *ended*): a ticket is in the backlog at T exactly when one of its
+    stretches covers T, ``from_at <= T < until_at`` (``until_at`` NULL: open until further notice). Its own narrow
+    table, indexed by ``(until_at, from_at)``, makes "open at T" one range scan over the stretches that end after T
+    (few, for a recent T), and keeps the sample scans by ``(figure, end_at)`` free of rows of another shape.
+    ``created_at`` (the ticket's) gives the age; the attribution is the one of the stretch.
+    """
+
+    __tablename__ = "report_open"
+    __table_args__ = (
+        Index("ix_report_open_until_at_from_at", "until_at", "from_at"),
+        Index("ix_report_open_ticket_id", "ticket_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # the ticket's creation: age = T - created_at
+    from_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    until_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    agent_id: Mapped[int | None] = mapped_column(Integer)
+    team_id: Mapped[int | None] = mapped_column(Integer)
+    inbox_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(20))
+
+
 class CsatRating(Base):
     """A customer's rating (1-5, optional comment) of one solve of a ticket, given through a signed link."""
 

@@ -86,6 +86,7 @@ class Timeline:
     team_now: int | None
     assignee_now: int | None
     priority: str = "normal"  # current: SLA policies match on it
+    status_now: str | None = None  # current: ``Report.backlog`` trusts it after the last status change
     points: list[Point] = field(default_factory=list)
     team_changes: list[tuple[dt.datetime, Any, Any]] = field(default_factory=list)
     assignee_changes: list[tuple[dt.datetime, Any, Any]] = field(default_factory=list)
@@ -237,10 +238,11 @@ def _load_chunk(session: Session, ids: list[int] | Select[tuple[int]]) -> list[T
             Ticket.team_id,
             Ticket.assignee_id,
             Ticket.priority,
+            Ticket.status,
         ).where(Ticket.id.in_(ids), Ticket.merged_into_id.is_(None))
     )
-    for tid, inbox_id, channel, created_at, team_id, assignee_id, priority in rows:
-        tls[tid] = Timeline(tid, inbox_id, channel, created_at, team_id, assignee_id, priority)
+    for tid, inbox_id, channel, created_at, team_id, assignee_id, priority, status in rows:
+        tls[tid] = Timeline(tid, inbox_id, channel, created_at, team_id, assignee_id, priority, status)
     messages = session.execute(
         select(Message.ticket_id, Message.id, Message.direction, Message.author_id, Message.created_at, Message.sent_at)
         .where(Message.ticket_id.in_(ids), Message.is_auto.is_(False))
@@ -421,6 +423,15 @@ class Report:
             for tl in tls
             if tl.status_at(when) in OPEN_STATUSES
         )
+
+    def backlog_counts(self, at: dt.datetime, bands: Sequence[int]) -> list[int]:
+        """Tickets open at ``at`` per age band: ``bands[i] <= age < bands[i + 1]`` in whole seconds (bands[0] = 0)."""
+        ages = [s.seconds for s in self.backlog(at)]
+        highs = [*bands[1:], None]
+        return [
+            sum(1 for a in ages if a >= low and (high is None or a < high))
+            for low, high in zip(bands, highs, strict=True)
+        ]
 
     def _memo(self, name: str, compute: Callable[[], list[Sample]]) -> list[Sample]:
         """Each figure is computed once per report: the volume and the resolution table share one list."""

@@ -17,27 +17,32 @@ written around the ORM (bulk INSERTs, a restore) are filled by ``rebuild_all`` (
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, case, cast, delete, event, func, insert, select
+from sqlalchemy import Date, case, cast, delete, event, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session, UOWTransaction, attributes
 
 from inbox import workspace
-from inbox.models import Inbox, Message, Ticket, TicketEvent, TicketTag
-from inbox.report_models import CsatRating, ReportSample
+from inbox.models import OPEN_STATUSES, Inbox, Message, Ticket, TicketEvent, TicketTag
+from inbox.report_models import CsatRating, ReportOpen, ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaPolicy, SlaTarget
 from tickets import sla, summary_rebuild
 from tickets.business_hours import Calendars, business_seconds, load_calendars
 from tickets.metrics import (
     REPLY,
+    STATUS,
     Filters,
     Report,
     Sample,
     Summary,
     Timeline,
     load_timelines,
+    nearest_rank,
     periods,
+    time_buckets,
     waits,
 )
 
@@ -77,6 +82,56 @@ def ticket_samples(tl: Timeline, calendars: Calendars) -> list[Sample]:
             out.append(sample("first_response" if w.first else "next_response", w.start, w.end, w.agent_id))
     out.extend(sample("replies", p.at, p.at, p.actor_id) for p in tl.points if p.kind == REPLY)
     return out
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A ticket open from ``start`` until ``end`` (None: still open), with one assignee and team all along."""
+
+    start: dt.datetime
+    end: dt.datetime | None
+    agent_id: int | None
+    team_id: int | None
+
+
+def open_stretches(tl: Timeline) -> list[Stretch]:
+    """When ``metrics.Report.backlog`` counts this ticket, and as whose: the instants T >= creation at which
+    ``status_at(T)`` is open (``OPEN_STATUSES``: new, open, pending, snoozed), cut where ``assignee_at(T)`` or
+    ``team_at(T)`` changes. Those step functions only change at the ticket's status, snooze, assignee and team
+    events, so they are evaluated once at each such instant (events at the same instant: the last one wins, as
+    there). Like ``Report.backlog``, which only looks at tickets whose current status is open or that have a
+    status change after T, a ticket whose current status is not open is never counted after its last status
+    change (this matters only for a history that disagrees with the ticket's status)."""
+    status_times = [p.at for p in tl.points if p.kind == STATUS]
+    last_status = max(status_times) if status_times else None
+    trusted_now = tl.status_now in OPEN_STATUSES
+    changes = (*status_times, *(c[0] for c in tl.team_changes), *(c[0] for c in tl.assignee_changes))
+    marks = sorted({tl.created_at, *(at for at in changes if at > tl.created_at)})
+    out: list[Stretch] = []
+    for i, at in enumerate(marks):
+        end = marks[i + 1] if i + 1 < len(marks) else None
+        counted = trusted_now or (last_status is not None and at < last_status)
+        if not counted or tl.status_at(at) not in OPEN_STATUSES:
+            continue
+        agent, team = tl.assignee_at(at), tl.team_at(at)
+        if out and out[-1].end == at and (out[-1].agent_id, out[-1].team_id) == (agent, team):
+            out[-1] = Stretch(out[-1].start, end, agent, team)
+        else:
+            out.append(Stretch(at, end, agent, team))
+    return out
+
+
+def _open_row(tl: Timeline, s: Stretch) -> dict[str, Any]:
+    return {
+        "ticket_id": tl.ticket_id,
+        "created_at": tl.created_at,
+        "from_at": s.start,
+        "until_at": s.end,
+        "agent_id": s.agent_id,
+        "team_id": s.team_id,
+        "inbox_id": tl.inbox_id,
+        "channel": tl.channel,
+    }
 
 
 def csat_sample(tl: Timeline, rating: CsatRating) -> Sample:
@@ -128,7 +183,8 @@ def ticket_sla_samples(tl: Timeline, clocks: Sequence[sla.Clock]) -> list[sla.Sl
 
 
 def refresh(session: Session, ticket_ids: Iterable[int]) -> int:
-    """Recompute the summary rows of these tickets (merged-away and deleted ones lose theirs). Flushes."""
+    """Recompute the summary rows (samples and open stretches) of these tickets (merged-away and deleted ones lose
+    theirs); returns how many rows were written. Flushes."""
     ids = sorted(set(ticket_ids))
     if not ids:
         return 0
@@ -137,17 +193,22 @@ def refresh(session: Session, ticket_ids: Iterable[int]) -> int:
     for lo in range(0, len(ids), CHUNK):
         chunk = ids[lo : lo + CHUNK]
         session.execute(delete(ReportSample).where(ReportSample.ticket_id.in_(chunk)))
+        session.execute(delete(ReportOpen).where(ReportOpen.ticket_id.in_(chunk)))
         tls = {tl.ticket_id: tl for tl in load_timelines(session, chunk)}
         rows: list[dict[str, Any]] = []
+        opened: list[dict[str, Any]] = []
         for tl in tls.values():
             rows.extend(_row(s) for s in ticket_samples(tl, calendars))
+            opened.extend(_open_row(tl, s) for s in open_stretches(tl))
         for tid, clocks in sla.clocks_for(session, list(tls), policies, tls).items():
             rows.extend(_sla_row(s) for s in ticket_sla_samples(tls[tid], clocks))
         for rating in session.scalars(select(CsatRating).where(CsatRating.ticket_id.in_(list(tls)))):
             rows.append(_row(csat_sample(tls[rating.ticket_id], rating)))
         if rows:
             session.execute(insert(ReportSample), rows)
-        written += len(rows)
+        if opened:
+            session.execute(insert(ReportOpen), opened)
+        written += len(rows) + len(opened)
     return written
 
 
@@ -172,6 +233,7 @@ def rebuild_all(session: Session) -> int:
     summary_rebuild.mark_rebuilt(session)  # a background rebuild has nothing left to do (its row first, then...)
     summary_rebuild.lock_for_refresh(session)  # ...the summary lock: the order a rebuild chunk takes them in
     session.execute(delete(ReportSample))
+    session.execute(delete(ReportOpen))
     return refresh(session, session.scalars(select(Ticket.id).where(Ticket.merged_into_id.is_(None))))
 
 
@@ -265,18 +327,22 @@ def _forget(session: Session, previous: Any) -> None:
 
 # -- reading it -----------------------------------------------------------------------------------------------------
 class SummaryReport(Report):
-    """``metrics.Report`` with the period figures read from the summary: the same samples, one indexed query each.
+    """``metrics.Report`` with the figures read from the summary: the same samples, one indexed query each.
 
-    On PostgreSQL the aggregates the tables show (counts, nearest-rank median and p90 per group) are computed by
-    the database (``percentile_disc``), from the same rows and filters as the samples that the drill-down lists;
-    elsewhere (SQLite has no ordered-set aggregates) in Python from those samples. Backlog (an instant, not a
-    period) is still rebuilt from the history of the tickets open at that instant."""
+    The aggregates the tables show are computed by the database from the same rows and filters as the samples the
+    drill-down lists: counts per group, SLA compliance and reply counts on every database; nearest-rank median and
+    p90 with ``percentile_disc`` on PostgreSQL, and on SQLite (no ordered-set aggregates) in Python over just the
+    group key and the two durations. Days, weeks and months are the report zone's: PostgreSQL converts with
+    ``timezone()``; on SQLite (no time zones) the bucket boundaries are computed here and the database picks the
+    bucket with a ``CASE``. The backlog at an instant is read from the open stretches (``report_open``), its age
+    bands counted by the database."""
 
     def __init__(
         self, session: Session, filters: Filters, calendars: Calendars | None = None, *, in_sql: bool | None = None
     ) -> None:
         super().__init__(session, filters, calendars)
-        self.in_sql = session.get_bind().dialect.name == "postgresql" if in_sql is None else in_sql
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.in_sql = True if in_sql is None else in_sql
 
     def _select(self, figures: Sequence[str], upto: dt.datetime | None = None) -> Any:
         f = self.filters
@@ -350,31 +416,43 @@ class SummaryReport(Report):
         )
         return [sla.SlaSample(*row) for row in self.session.execute(stmt)]
 
-    # -- aggregates in SQL (PostgreSQL) ----------------------------------------------------------------------------
-    def _key(self, by: str) -> Any:
+    # -- aggregates in SQL ----------------------------------------------------------------------------
+    def _key(self, by: str) -> tuple[Any, Callable[[Any], Any]]:
+        """The group key of a summary row as SQL, and how to turn what the database returns into the key."""
         c = ReportSample.__table__.c
-        local = func.timezone(self.filters.tz, c.end_at)  # wall-clock time in the report's zone
-        if by == "day":
-            return cast(local, Date)
-        if by in ("week", "month"):
-            return cast(func.date_trunc(by, local), Date)  # weeks start on Monday, as bucket_start's
+        if by in ("day", "week", "month") and not self.postgres:
+            f = self.filters
+            buckets = time_buckets(f.start, f.end, by, f.tz)
+            tz = ZoneInfo(f.tz)
+            # The first instant of each bucket after the first: local midnight of its first day (a midnight that
+            # does not exist is read with the offset before the change, i.e. the first instant of that day).
+            bounds = [dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC) for day in buckets[1:]]
+            return _bucket_index(c.end_at, bounds, 0, len(bounds)), lambda i: buckets[int(i)]
+        if by in ("day", "week", "month"):
+            local = func.timezone(self.filters.tz, c.end_at)  # wall-clock time in the report's zone
+            if by == "day":
+                return cast(local, Date), _same
+            return cast(func.date_trunc(by, local), Date), _same  # weeks start on Monday, as bucket_start's
         column = {"agent": c.agent_id, "team": c.team_id, "inbox": c.inbox_id, "channel": c.channel}.get(by)
         if column is None:
             raise ValueError(f"cannot group by {by!r}")
-        return column
+        return column, _same
 
     def counts(self, figure: str, by: str) -> dict[Any, int]:
         if not self.in_sql:
             return super().counts(figure, by)
-        key = self._key(by).label("key")
+        expr, decode = self._key(by)
+        key = expr.label("key")
         stmt = self._select([_stored(figure)]).order_by(None).with_only_columns(key, func.count()).group_by(key)
-        return {k: int(n) for k, n in self.session.execute(stmt)}
+        return {decode(k): int(n) for k, n in self.session.execute(stmt)}
 
     def summaries(self, figure: str, by: str) -> tuple[dict[Any, Summary], Summary]:
         if not self.in_sql:
             return super().summaries(figure, by)
+        if not self.postgres:
+            return self._summaries_nearest_rank(figure, by)
         c = ReportSample.__table__.c
-        key = self._key(by)
+        key, decode = self._key(by)
         # Nearest rank = percentile_disc: the first value whose cumulative share reaches p. PostgreSQL computes
         # ceil(p * n) in floating point, where 0.9 * 70 = 63.000000000000007; a hair below p gives the exact rank.
         stats = [
@@ -395,8 +473,27 @@ class SummaryReport(Report):
             if total:
                 everything = summary
             else:
-                groups[k] = summary
+                groups[decode(k)] = summary
         return groups, everything
+
+    def _summaries_nearest_rank(self, figure: str, by: str) -> tuple[dict[Any, Summary], Summary]:
+        """Without ordered-set aggregates: only the key and the two durations of each row, ranked here."""
+        c = ReportSample.__table__.c
+        expr, decode = self._key(by)
+        stmt = (
+            self._select([_stored(figure)])
+            .order_by(None)
+            .with_only_columns(expr.label("key"), c.seconds, c.business_seconds)
+        )
+        per: dict[Any, tuple[list[int], list[int]]] = {}
+        every: tuple[list[int], list[int]] = ([], [])
+        for k, secs, biz in self.session.execute(stmt):
+            cal_list, biz_list = per.setdefault(k, ([], []))
+            cal_list.append(secs)
+            biz_list.append(biz)
+            every[0].append(secs)
+            every[1].append(biz)
+        return {decode(k): _summary(*v) for k, v in per.items()}, _summary(*every)
 
     def reply_counts(self) -> dict[int | None, tuple[int, int]]:
         if not self.in_sql:
@@ -427,6 +524,75 @@ class SummaryReport(Report):
             .group_by(c.figure)
         )
         return {f: (int(m), int(n) - int(m)) for f, m, n in self.session.execute(stmt)}
+
+    # -- the backlog, from the open stretches ------------------------------------------------------------------------
+    def _open_at(self, when: dt.datetime, *columns: Any) -> Any:
+        """The stretches covering ``when`` in the report's inboxes, channel, team and agent: two index range scans
+        (still open; closed after ``when``), as a subquery of ``columns``."""
+        o = ReportOpen.__table__.c
+        f = self.filters
+
+        def part(until: Any) -> Any:
+            stmt = select(*columns).where(until, o.from_at <= when)
+            if f.inbox_ids is not None:
+                stmt = stmt.where(o.inbox_id.in_(f.inbox_ids))
+            if f.channel:
+                stmt = stmt.where(o.channel == f.channel)
+            if f.team_id is not None:
+                stmt = stmt.where(o.team_id == f.team_id)
+            if f.agent_id is not None:
+                stmt = stmt.where(o.agent_id == f.agent_id)
+            return stmt
+
+        return union_all(part(o.until_at.is_(None)), part(o.until_at > when)).subquery()
+
+    def backlog(self, at: dt.datetime | None = None) -> list[Sample]:
+        """``Report.backlog`` from the open stretches: tickets open at ``at`` (default: the end of the period)."""
+        when = at if at is not None else self.filters.end
+        o = ReportOpen.__table__.c
+        rows = self._open_at(when, o.ticket_id, o.created_at, o.agent_id, o.team_id, o.inbox_id, o.channel)
+        out = []
+        for tid, created_at, agent, team, inbox_id, channel in self.session.execute(select(rows)):
+            cal = self.calendars.for_inbox(inbox_id)
+            seconds = int((when - created_at).total_seconds())
+            biz = business_seconds(created_at, when, cal)
+            out.append(Sample("backlog", tid, created_at, when, seconds, biz, agent, team, inbox_id, channel))
+        return sorted(out, key=lambda s: (s.end, s.ticket_id))
+
+    def backlog_counts(self, at: dt.datetime, bands: Sequence[int]) -> list[int]:
+        """Tickets open at ``at`` per age band, counted by the database: age >= bands[i] (whole seconds) is
+        ``created_at <= at - bands[i]``."""
+        if not self.in_sql:
+            return super().backlog_counts(at, bands)
+        o = ReportOpen.__table__.c
+        rows = self._open_at(at, o.created_at)
+        band = case(
+            *((rows.c.created_at <= at - dt.timedelta(seconds=low), i) for i, low in reversed(list(enumerate(bands)))),
+            else_=-1,
+        ).label("band")
+        found: dict[int, int] = {b: n for b, n in self.session.execute(select(band, func.count()).group_by(band))}
+        return [int(found.get(i, 0)) for i in range(len(bands))]
+
+
+def _bucket_index(column: Any, bounds: Sequence[dt.datetime], lo: int, hi: int) -> Any:
+    """The number of ``bounds[lo:hi]`` at or before ``column`` plus ``lo`` (its bucket), as nested ``CASE``s that
+    halve the range at each level: about 7 comparisons per row for 90 days instead of up to 90."""
+    if lo >= hi:
+        return literal(lo)
+    mid = (lo + hi) // 2
+    return case(
+        (column < bounds[mid], _bucket_index(column, bounds, lo, mid)),
+        else_=_bucket_index(column, bounds, mid + 1, hi),
+    )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _summary(cal: list[int], biz: list[int]) -> Summary:
+    """``metrics.summarize`` of these durations."""
+    return Summary(len(cal), nearest_rank(cal, 50), nearest_rank(cal, 90), nearest_rank(biz, 50), nearest_rank(biz, 90))
 
 
 def _stored(figure: str) -> str:

@@ -50,18 +50,23 @@ def db_upgrade(revision: str) -> None:
 
 def _fill_report_summary(settings: Settings) -> None:
     """An upgrade from before the report summary leaves it empty while tickets exist (a migration never imports app
-    code): fill it once, as ``helpline reports rebuild`` does, so that the release step is the only step."""
+    code): fill it once, as ``helpline reports rebuild`` does, so that the release step is the only step. Likewise
+    when it lacks the backlog rows (``report_open``: none although a ticket is open)."""
     from sqlalchemy import select
 
-    from inbox.models import Ticket
-    from inbox.report_models import ReportSample
+    from inbox.models import OPEN_STATUSES, Ticket
+    from inbox.report_models import ReportOpen, ReportSample
     from tickets import summary
 
     storage = Storage.from_settings(settings)
     try:
         with storage.factory() as session:
+            live = Ticket.merged_into_id.is_(None)
             empty = session.scalar(select(ReportSample.ticket_id).limit(1)) is None
-            if empty and session.scalar(select(Ticket.id).limit(1)) is not None:
+            no_backlog = session.scalar(select(ReportOpen.ticket_id).limit(1)) is None and (
+                session.scalar(select(Ticket.id).where(live, Ticket.status.in_(OPEN_STATUSES)).limit(1)) is not None
+            )
+            if (empty or no_backlog) and session.scalar(select(Ticket.id).limit(1)) is not None:
                 rows = summary.rebuild_all(session)
                 session.commit()
                 click.echo(f"report summary filled from the tickets' history: {rows} rows")
