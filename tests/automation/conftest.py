@@ -7,7 +7,6 @@ from tests.settings.conftest import app, sign_in  # noqa: F401
 from tests.workers.conftest import (  # noqa: F401
     file_settings,
     file_storage,
-    redis,
     wk,  # noqa: E402, F401
     workers_factory,
 )

@@ -28,15 +28,6 @@ DOWN = "redis://127.0.0.1:9/0"  # nothing listens there: every Redis call is ref
 LATER = dt.timedelta(minutes=2)
 
 
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
 def use_redis(settings: Settings, url: str) -> Storage:
     """This process as a web or worker process on ``url``: its storage, with automation installed."""
     runtime.configure(settings, url)

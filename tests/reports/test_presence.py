@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
 
 from web import presence as presence_module
 from web.presence import Online, Presence
-
-
-@pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
 
 
 def test_two_processes_see_each_others_agents(redis: Redis, redis_url: str) -> None:

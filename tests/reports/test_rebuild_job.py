@@ -40,15 +40,6 @@ Row = tuple[Any, ...]
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-@pytest.fixture
 def world(storage: Storage) -> World:
     with storage.factory() as session:  # no enqueuer yet: the commit fills the whole summary inline
         w = build(session)

@@ -36,15 +36,6 @@ PHOTO_ID = "AgACAgIAAxkBAAIBKmdEq1_large"
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-@pytest.fixture
 def app(settings: Settings, storage: Storage, redis: Redis, redis_url: str) -> Iterator[Flask]:
     flask_app = create_app(settings, redis_url=redis_url)  # also points workers.runtime at this database and Redis
     yield flask_app

@@ -29,15 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Iterator[Redis]:
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
-
-
-@pytest.fixture
 def wk(settings: Settings, storage: Storage, redis: Redis, redis_url: str) -> Iterator[Storage]:
     """The worker runtime of this process, on the test's database and Redis, with the stub channel registered."""
     register()
