@@ -344,6 +344,20 @@ class SummaryReport(Report):
         self.postgres = session.get_bind().dialect.name == "postgresql"
         self.in_sql = True if in_sql is None else in_sql
 
+    def _scoped(self, stmt: Any, c: Any) -> Any:
+        """The report's inbox, channel, team and agent filters on the columns ``c`` of a summary table (both
+        ``report_sample`` and ``report_open`` carry them)."""
+        f = self.filters
+        if f.inbox_ids is not None:
+            stmt = stmt.where(c.inbox_id.in_(f.inbox_ids))
+        if f.channel:
+            stmt = stmt.where(c.channel == f.channel)
+        if f.team_id is not None:
+            stmt = stmt.where(c.team_id == f.team_id)
+        if f.agent_id is not None:
+            stmt = stmt.where(c.agent_id == f.agent_id)
+        return stmt
+
     def _select(self, figures: Sequence[str], upto: dt.datetime | None = None) -> Any:
         f = self.filters
         stmt = select(ReportSample).where(
@@ -351,15 +365,9 @@ class SummaryReport(Report):
         )
         if upto is not None:
             stmt = stmt.where(ReportSample.end_at <= upto)
-        if f.inbox_ids is not None:
-            stmt = stmt.where(ReportSample.inbox_id.in_(f.inbox_ids))
-        if f.channel:
-            stmt = stmt.where(ReportSample.channel == f.channel)
-        if f.team_id is not None:
-            stmt = stmt.where(ReportSample.team_id == f.team_id)
-        if f.agent_id is not None:
-            stmt = stmt.where(ReportSample.agent_id == f.agent_id)
-        return stmt.order_by(ReportSample.end_at, ReportSample.ticket_id, ReportSample.figure, ReportSample.id)
+        return self._scoped(stmt, ReportSample.__table__.c).order_by(
+            ReportSample.end_at, ReportSample.ticket_id, ReportSample.figure, ReportSample.id
+        )
 
     def _rows(self, figure: str) -> list[Sample]:
         cols = ReportSample.__table__.c
@@ -530,19 +538,9 @@ class SummaryReport(Report):
         """The stretches covering ``when`` in the report's inboxes, channel, team and agent: two index range scans
         (still open; closed after ``when``), as a subquery of ``columns``."""
         o = ReportOpen.__table__.c
-        f = self.filters
 
         def part(until: Any) -> Any:
-            stmt = select(*columns).where(until, o.from_at <= when)
-            if f.inbox_ids is not None:
-                stmt = stmt.where(o.inbox_id.in_(f.inbox_ids))
-            if f.channel:
-                stmt = stmt.where(o.channel == f.channel)
-            if f.team_id is not None:
-                stmt = stmt.where(o.team_id == f.team_id)
-            if f.agent_id is not None:
-                stmt = stmt.where(o.agent_id == f.agent_id)
-            return stmt
+            return self._scoped(select(*columns).where(until, o.from_at <= when), o)
 
         return union_all(part(o.until_at.is_(None)), part(o.until_at > when)).subquery()
 
