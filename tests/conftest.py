@@ -21,6 +21,27 @@ from tests import services
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_embedded_redis_in_the_checkout() -> Iterator[None]:
+    """The suite never starts an embedded Redis in the checkout's ``data/``: it would outlive the run (a stray
+    redis-server on the CI machine). Tests use the session's private Redis; code that would fall back to the
+    embedded one (a process whose runtime was never told its Redis) gets an error instead."""
+    from workers import embedded_redis
+
+    original = embedded_redis.ensure_redis
+    checkout = Path(__file__).resolve().parents[1]
+
+    def guarded(settings: Settings, timeout: float = 15.0) -> str:
+        folder = Path(settings.data_dir).resolve()
+        if not settings.redis_url and (folder == checkout or checkout in folder.parents):
+            raise RuntimeError(f"the test suite must not start an embedded Redis in {folder}")
+        return original(settings, timeout)
+
+    embedded_redis.ensure_redis = guarded  # type: ignore[assignment]
+    yield
+    embedded_redis.ensure_redis = original  # type: ignore[assignment]
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file per session; each test copies it (migrations run once, checked every run)."""

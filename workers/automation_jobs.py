@@ -300,7 +300,10 @@ class AutomationEnqueuer:
         if time.monotonic() - fetched_at < GATE_TTL:
             return value
         try:
-            raw = runtime.redis().get(GATE_KEY)
+            known = runtime.known_redis()  # never start an embedded Redis from inside a commit
+            if known is None:
+                raise ConnectionError("this process has no Redis configured")
+            raw = known.get(GATE_KEY)
             value = {k: set(v) for k, v in json.loads(raw).items()} if raw else None
         except Exception:  # Redis is down: the outbox rows are what matters now, so ask the database
             if session is None:
@@ -346,6 +349,9 @@ def _enqueue_outbox(session: Session) -> None:
     if session.in_nested_transaction():
         return
     written: list[tuple[int, events.DomainEvent]] = session.info.pop(_OUTBOX, [])
+    if written and runtime.known_redis() is None:
+        log.warning("%d automation events not enqueued (no Redis configured here); the sweeper will", len(written))
+        return
     for event_id, ev in written:
         try:
             enqueue_event(ev.name, ev.room, dict(ev.payload), event_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -55,9 +56,12 @@ def _reset_locked() -> None:
 
         events.remove_publisher(publisher)
         events.remove_publisher(DeliveryEnqueuer())
-        from workers.automation_jobs import remove_automation_enqueuer
-
-        remove_automation_enqueuer()
+    automation_jobs = sys.modules.get("workers.automation_jobs")  # imported by whoever installed it, if anyone
+    if automation_jobs is not None:
+        # Whoever installed automation (a worker's storage, a web app, ``helpline inbox sync``) installs it again
+        # after configuring; one left from an earlier configuration would act on another Redis (in the tests, a
+        # plain session after an app's test would start an embedded Redis in the working directory).
+        automation_jobs.remove_automation_enqueuer()
     _state.clear()
 
 
@@ -89,6 +93,14 @@ def storage() -> Storage:
             _state["storage"].engine.dispose(close=False)
             _state["pid"] = pid
         return _state["storage"]  # type: ignore[no-any-return]
+
+
+def known_redis() -> Redis | None:
+    """This process's Redis if it has been configured or resolved already, else None (never starts one)."""
+    with _lock:
+        if "redis_url" not in _state:
+            return None
+    return redis()
 
 
 def redis() -> Redis:
