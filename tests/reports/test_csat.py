@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -26,7 +25,8 @@ from inbox.models import Inbox, Message, Ticket, TicketEvent
 from inbox.report_models import CsatRating
 from inbox.runtime import Storage
 from tests.factories import inbound, make_inbox, make_team, make_user
-from tests.web.conftest import csrf_token, login
+from tests.reports.test_views import client_for
+from tests.web.conftest import csrf_token
 from tickets import csat, lifecycle
 from web import create_app
 from workers.outbound import build_outbound
@@ -68,18 +68,6 @@ def survey_of(app: Flask, ticket_id: int) -> Message | None:
         if found is not None:
             session.expunge(found)
         return found
-
-
-def signed_in(app: Flask, user_id: int) -> FlaskClient:
-    from inbox.models import User
-
-    with app.extensions["helpline"].factory() as session:
-        user = session.get(User, user_id)
-        assert user is not None
-        email = user.email
-    client = app.test_client()
-    login(client, email)
-    return client
 
 
 def test_solving_queues_the_survey_and_the_customer_rates(app: Flask) -> None:
@@ -124,9 +112,9 @@ def test_solving_queues_the_survey_and_the_customer_rates(app: Flask) -> None:
         assert kinds.count("csat_rated") == 2
 
     # The ticket shows it; the reports count it for the agent of the solve.
-    agent = signed_in(app, agent_id)
+    agent = client_for(app, agent_id)
     assert "Rated 2/5" in agent.get(f"/tickets/{ticket_id}").get_data(as_text=True)
-    lead = signed_in(app, lead_id)
+    lead = client_for(app, lead_id)
     today = dt.datetime.now(dt.UTC).date().isoformat()
     csv_text = lead.get(f"/reports/export/csat.csv?start={today}&end={today}&by=agent").get_data(as_text=True)
     assert csv_text.splitlines() == [
@@ -181,7 +169,7 @@ def test_admins_switch_the_survey(app: Flask) -> None:
         admin, agent = make_user(session, role="admin"), make_user(session)
         session.commit()
         admin_id, agent_id = admin.id, agent.id
-    admin_client, agent_client = signed_in(app, admin_id), signed_in(app, agent_id)
+    admin_client, agent_client = client_for(app, admin_id), client_for(app, agent_id)
     page = admin_client.get("/settings/sla/").get_data(as_text=True)
     assert "Survey is off." in page
     token = CSRF.search(page)

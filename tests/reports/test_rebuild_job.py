@@ -28,7 +28,7 @@ from inbox.report_models import ReportSample
 from inbox.runtime import Storage
 from inbox.settings_models import WorkspaceSetting
 from inbox.sla_models import BusinessHoliday, SlaTarget
-from tests.reports.world import END, START, World, Z, build
+from tests.reports.world import END, START, World, Z, build, sent_reply
 from tests.web.conftest import login
 from tickets import summary, summary_rebuild
 from tickets.metrics import Filters
@@ -305,19 +305,8 @@ def test_jobs_and_ticket_commits_running_at_once_never_leave_wrong_rows(
             for i in range(12):
                 with factory() as session:
                     ticket = session.get_one(Ticket, tickets[i % len(tickets)])
-                    session.add(
-                        Message(
-                            ticket_id=ticket.id,
-                            inbox_id=ticket.inbox_id,
-                            contact_id=ticket.contact_id,
-                            direction="outbound",
-                            channel="email",
-                            author_id=world.a,
-                            body_text=f"reply {i}",
-                            created_at=Z("2026-10-29 10:00") + dt.timedelta(minutes=i),
-                            delivery_state="sent",
-                        )
-                    )
+                    at = Z("2026-10-29 10:00") + dt.timedelta(minutes=i)
+                    session.add(sent_reply(ticket, world.a, at, f"reply {i}"))
                     session.commit()
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
@@ -351,19 +340,7 @@ def test_two_commits_on_one_ticket_at_once_leave_one_copy_of_its_rows(storage: S
         try:
             with storage.factory() as session:
                 ticket = session.get_one(Ticket, world.t1)
-                session.add(
-                    Message(
-                        ticket_id=ticket.id,
-                        inbox_id=ticket.inbox_id,
-                        contact_id=ticket.contact_id,
-                        direction="outbound",
-                        channel="email",
-                        author_id=world.a,
-                        body_text=f"reply {n}",
-                        created_at=Z("2026-10-29 10:00") + dt.timedelta(minutes=n),
-                        delivery_state="sent",
-                    )
-                )
+                session.add(sent_reply(ticket, world.a, Z("2026-10-29 10:00") + dt.timedelta(minutes=n), f"reply {n}"))
                 session.flush()
                 event.listen(session.connection(), "after_cursor_execute", after)
                 session.commit()
@@ -408,19 +385,7 @@ def test_a_ticket_commit_never_interleaves_with_a_rebuild_chunk(deferring: Stora
         try:
             with factory() as session:
                 ticket = session.get_one(Ticket, world.t1)
-                session.add(
-                    Message(
-                        ticket_id=ticket.id,
-                        inbox_id=ticket.inbox_id,
-                        contact_id=ticket.contact_id,
-                        direction="outbound",
-                        channel="email",
-                        author_id=world.a,
-                        body_text="a reply while the rebuild runs",
-                        created_at=Z("2026-10-29 10:00"),
-                        delivery_state="sent",
-                    )
-                )
+                session.add(sent_reply(ticket, world.a, Z("2026-10-29 10:00"), "a reply while the rebuild runs"))
                 session.flush()
                 event.listen(session.connection(), "after_cursor_execute", hook("agent", "job"))
                 session.commit()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from inbox.models import Inbox, Message, Ticket, TicketEvent
 from inbox.report_models import ReportOpen, ReportSample
 from inbox.sla_models import BusinessCalendar, BusinessHoliday, SlaTarget
-from tests.reports.world import END, START, World, Z, build
+from tests.reports.world import END, START, World, Z, build, sent_reply
 from tickets import lifecycle, sla, summary
 from tickets.metrics import Filters, Report
 from tickets.summary import SummaryReport
@@ -103,19 +103,7 @@ def test_the_rows_follow_new_history_in_the_same_commit(session: Session, world:
     )
     session.commit()
     assert_same(session, w)
-    session.add(
-        Message(
-            ticket_id=t1.id,
-            inbox_id=t1.inbox_id,
-            contact_id=t1.contact_id,
-            direction="outbound",
-            channel="email",
-            author_id=w.b,
-            body_text="answer",
-            created_at=Z("2026-10-29 10:00"),
-            delivery_state="sent",
-        )
-    )
+    session.add(sent_reply(t1, w.b, Z("2026-10-29 10:00")))
     lifecycle.set_status(session, t1, "solved", by=w.b)  # now: a resolution long after the fixture's period
     lifecycle.set_priority(session, t1, "high", by=w.b)
     session.commit()

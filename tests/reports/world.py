@@ -110,6 +110,21 @@ class _Builder:
         self.event(t, "status", at, by, **{"from": before, "to": after})
 
 
+def sent_reply(ticket: Ticket, by: int, at: dt.datetime, text: str = "answer") -> Message:
+    """An agent's delivered email reply on ``ticket`` at ``at``, for tests that add one outside the fixture."""
+    return Message(
+        ticket_id=ticket.id,
+        inbox_id=ticket.inbox_id,
+        contact_id=ticket.contact_id,
+        direction="outbound",
+        channel="email",
+        author_id=by,
+        body_text=text,
+        created_at=at,
+        delivery_state="sent",
+    )
+
+
 def build(session: Session) -> World:
     team1, team2 = make_team(session), make_team(session)
     a = make_user(session, teams=[team1, team2], name="Alice")

@@ -22,6 +22,7 @@ from inbox import crypto
 from inbox.config import Settings
 from inbox.runtime import Storage
 from tests.factories import make_inbox, make_team, make_user
+from tests.services import free_port
 from tests.web.live import LiveServer, serve
 from web import create_app
 from workers import runtime
@@ -203,3 +204,17 @@ def serve_page(port: int, page: bytes) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def shop_page(live: LiveServer, make_widget: Callable[..., Widget], **config: Any) -> Iterator[tuple[str, Widget]]:
+    """A shop page on another origin (http://localhost:<port>) with the plain snippet: an anonymous visitor."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    widget = make_widget(origins=[origin], **config)
+    page = (
+        "<!doctype html><html><head><title>Shop</title></head><body><h1>Teapots</h1>"
+        f"<script src='{live.url}/widget.js' data-inbox='{widget.public_key}' async></script></body></html>"
+    ).encode()
+    with serve_page(port, page):
+        yield f"{origin}/", widget

@@ -4,8 +4,7 @@ go both ways and open in the widget."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -14,27 +13,11 @@ from sqlalchemy import select
 
 from inbox.models import Identity, Inbox, Message
 from tests.factories import make_inbox, make_user
-from tests.services import free_port
 from tests.web.live import LiveServer
-from tests.webchat.conftest import Widget, serve_page
+from tests.webchat.conftest import Widget, shop_page
 from tests.webchat.test_browser import browser, sign_in  # noqa: F401 - the browser fixture
 
 __all__ = ["browser"]
-
-
-@contextmanager
-def shop_page(live: LiveServer, make_widget: Callable[..., Widget], **config: Any) -> Iterator[tuple[str, Widget]]:
-    """A shop page on another origin (http://localhost:<port>) with the plain snippet: an anonymous visitor."""
-    port = free_port()
-    origin = f"http://localhost:{port}"
-    widget = make_widget(origins=[origin], **config)
-    page = (
-        "<!doctype html><html><head><title>Shop</title></head><body><h1>Teapots</h1>"
-        f"<script src='{live.url}/widget.js' data-inbox='{widget.public_key}' async></script></body></html>"
-    ).encode()
-
-    with serve_page(port, page):
-        yield f"{origin}/", widget
 
 
 def test_settings_saved_in_the_browser_change_the_widget(

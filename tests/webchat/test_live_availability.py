@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,10 +21,9 @@ from connectors import webchat
 from inbox.models import Inbox
 from inbox.sla_models import BusinessCalendar, BusinessHoliday
 from tests.factories import make_inbox, make_team, make_user
-from tests.services import free_port
 from tests.web.conftest import CSRF_META
 from tests.web.live import LiveServer, wait_js
-from tests.webchat.conftest import PASSWORD, Visitor, Widget, serve_page
+from tests.webchat.conftest import PASSWORD, Visitor, Widget, shop_page
 from tests.webchat.test_browser import browser, sign_in  # noqa: F401 - the browser fixture
 from web import widget_availability, widget_live
 from web.db import get_session
@@ -205,19 +203,6 @@ def test_an_admin_without_a_team_counts_for_team_less_inboxes_only(
     socket.disconnect()
 
 
-@contextmanager
-def shop(live: LiveServer, make_widget: Callable[..., Widget], **config: Any) -> Iterator[tuple[str, Widget]]:
-    port = free_port()
-    origin = f"http://localhost:{port}"
-    widget = make_widget(origins=[origin], **config)
-    page = (
-        "<!doctype html><html><head><title>Shop</title></head><body><h1>Teapots</h1>"
-        f"<script src='{live.url}/widget.js' data-inbox='{widget.public_key}' async></script></body></html>"
-    ).encode()
-    with serve_page(port, page):
-        yield f"{origin}/", widget
-
-
 def frame_of(page: Page) -> Any:
     wait_js(page, "document.querySelector('#helpline-chat-frame')")
     for frame in page.frames:
@@ -236,7 +221,7 @@ def test_widget_switches_to_the_offline_form_and_back_without_reload(
         mail = make_inbox(session, channel="email", address="help@shop.example")
         session.commit()
         config = {"email_inbox_id": mail.id, "offline_message": "We're out right now."}
-    with shop(live, make_widget, **config) as (shop_url, widget):
+    with shop_page(live, make_widget, **config) as (shop_url, widget):
         agent = browser.new_context().new_page()
         sign_in(agent, live, widget.agent_email)
         expect(agent.locator("#live-status")).to_have_text("live")
@@ -297,7 +282,7 @@ def test_widget_asks_again_when_told_and_follows_the_hours(
     """No agent comes or goes: the hours close, and the widget learns it when it asks again as told (``ask_in``;
     here the longest wait is made 2 s instead of waiting for a real closing hour)."""
     monkeypatch.setattr(widget_live, "RECHECK", 2)
-    with shop(live, make_widget) as (shop_url, widget):
+    with shop_page(live, make_widget) as (shop_url, widget):
         agent = browser.new_context().new_page()
         sign_in(agent, live, widget.agent_email)
         expect(agent.locator("#live-status")).to_have_text("live")
